@@ -1,0 +1,15 @@
+//! Database migrations for larder, in order. Each file is one migration named
+//! `mYYYYMMDD_NNNNNN_what`; the server runs them at start-up and the `migration`
+//! binary runs them by hand (`up`, `down`, `status`, `fresh`).
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_catalog;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_catalog::Migration)]
+    }
+}

@@ -1,0 +1,212 @@
+//! Building and running the server: `AppState`, the router, start-up (connect, migrate,
+//! seed, bind) and graceful shutdown.
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderName, Request, StatusCode},
+    response::{IntoResponse, Redirect},
+    routing::get,
+};
+use tokio::net::TcpListener;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    cache::{Cache, CacheError},
+    catalog::Catalog,
+    config::Config,
+    db,
+    graphql::{self, AppSchema, QueryLimits},
+    seed,
+};
+
+/// Everything a request handler may touch. Cheap to clone: pools and `Arc`s only.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use-cases (database pool and cache inside).
+    pub catalog: Catalog,
+    /// The GraphQL schema, built once.
+    pub schema: AppSchema,
+    /// The settings this process started with.
+    pub config: Arc<Config>,
+    /// The bearer token mutations need (from `ADMIN_TOKEN`, or generated at start).
+    pub admin_token: Arc<str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("seeding: {0:?}")]
+    Seed(crate::error::AppError),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let cache = Cache::new(
+            config.cache_backend,
+            config.redis_url.as_deref(),
+            &config.cache_prefix,
+            config.cache_ttls.clone(),
+            config.cache_timeout,
+        )?;
+        let catalog = Catalog::new(db, Arc::new(cache));
+        if config.seed_demo {
+            seed::demo_if_empty(&catalog)
+                .await
+                .map_err(StartupError::Seed)?;
+        }
+        let admin_token: Arc<str> = match &config.admin_token {
+            Some(t) => t.as_str().into(),
+            None => generate_token().into(),
+        };
+        let schema = graphql::build_schema(&QueryLimits {
+            introspection: config.introspection,
+            ..Default::default()
+        });
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.bind_addr,
+                source,
+            })?;
+        let state = AppState {
+            catalog,
+            schema,
+            config: Arc::new(config),
+            admin_token,
+        };
+        Ok(Self {
+            router: router(state.clone()),
+            listener,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = self.listener.local_addr()?;
+        let c = &self.state.config;
+        tracing::info!(
+            %addr,
+            database = %crate::config::redact_url(&c.database_url),
+            cache = self.state.catalog.cache().backend(),
+            "larder listening"
+        );
+        if c.admin_token.is_none() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set; generated one for this run. Dashboard: http://{addr}/?token={}  GraphiQL: http://{addr}/graphql?token={}",
+                self.state.admin_token,
+                self.state.admin_token,
+            );
+        }
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await
+    }
+}
+
+fn generate_token() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let body_limit = state.config.body_limit_bytes;
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .route("/graphql", get(graphql::handler::get).post(graphql::handler::post))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/", get(|| async { Redirect::temporary("/graphql") }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The process is alive.
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers; reports the cache without requiring it.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let db_ok = state.catalog.db().ping().await.is_ok();
+    let cache = state.catalog.cache();
+    let body = serde_json::json!({
+        "status": if db_ok { "ready" } else { "unavailable" },
+        "database": if db_ok { "ok" } else { "unreachable" },
+        "cache": { "backend": cache.backend(), "connected": cache.is_connected() },
+    });
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down; finishing in-flight requests");
+}

@@ -1,0 +1,62 @@
+//! Cache key names. Every key of one app shares the hash tag `{<prefix>}`, so each
+//! multi-key command (MGET, the fill and invalidate scripts) touches one Redis Cluster
+//! hash slot. The price is that one app's cache lives on one shard; a product catalog
+//! fits in one shard's memory by a wide margin.
+use super::stats::Kind;
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    tag: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            tag: format!("{{{prefix}}}"),
+        }
+    }
+
+    /// `clearCache` bumps this; entries written under an older epoch read as misses.
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.tag)
+    }
+
+    /// Bumped after every committed write: list pages built under an older
+    /// generation read as misses.
+    pub fn generation(&self) -> String {
+        format!("{}gen", self.tag)
+    }
+
+    pub fn item(&self, kind: Kind, id: i32) -> String {
+        let k = match kind {
+            Kind::Product => "p",
+            Kind::Category => "c",
+            Kind::List => "l",
+        };
+        format!("{}{k}:{id}", self.tag)
+    }
+
+    /// A list page, named by a digest of its normalised arguments.
+    pub fn list(&self, digest: &str) -> String {
+        format!("{}l:{digest}", self.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_shares_one_hash_tag() {
+        let k = Keys::new("larder:");
+        for key in [
+            k.epoch(),
+            k.generation(),
+            k.item(Kind::Product, 7),
+            k.list("ab12"),
+        ] {
+            assert!(key.starts_with("{larder:}"), "{key}");
+        }
+        assert_eq!(k.item(Kind::Product, 7), "{larder:}p:7");
+    }
+}

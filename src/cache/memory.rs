@@ -1,0 +1,146 @@
+//! The in-process store (moka), for a single instance: the same entry format and the
+//! same two rules as Redis, each applied atomically per key with moka's
+//! `and_compute_with`, and per-entry TTLs.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use moka::{Expiry, future::Cache, ops::compute::Op};
+
+use super::{CacheError, Fill, Mark, Snapshot, entry};
+
+/// A stored entry and how long it lives.
+#[derive(Clone)]
+struct Stored {
+    raw: Arc<str>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Stored> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, v: &Stored, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Stored,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+pub struct MemoryStore {
+    entries: Cache<String, Stored>,
+    epoch: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+            epoch: AtomicU64::new(0),
+            generation: AtomicU64::new(rand::random_range(1u64..1 << 40)),
+        }
+    }
+
+    pub async fn read(&self, keys: &[String]) -> Result<Snapshot, CacheError> {
+        // Generation first: an entry read after it can only be as new or newer.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut values = Vec::with_capacity(keys.len());
+        for k in keys {
+            values.push(self.entries.get(k).await.map(|s| s.raw.to_string()));
+        }
+        Ok(Snapshot {
+            epoch,
+            generation: Some(generation),
+            values,
+        })
+    }
+
+    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
+        let mut accepted = 0;
+        for f in fills {
+            let new = Stored {
+                raw: f.payload.as_str().into(),
+                ttl: f.ttl,
+            };
+            let result = self
+                .entries
+                .entry(f.key.clone())
+                .and_compute_with(|cur| {
+                    let ok = entry::fill_allowed(cur.as_ref().map(|e| &*e.value().raw), f.version);
+                    std::future::ready(if ok { Op::Put(new) } else { Op::Nop })
+                })
+                .await;
+            if !matches!(
+                result,
+                moka::ops::compute::CompResult::Unchanged(_)
+                    | moka::ops::compute::CompResult::StillNone(_)
+            ) {
+                accepted += 1;
+            }
+        }
+        Ok(accepted)
+    }
+
+    pub async fn mark(&self, marks: &[Mark]) -> Result<u64, CacheError> {
+        for m in marks {
+            let new = Stored {
+                raw: m.payload().into(),
+                ttl: m.ttl,
+            };
+            self.entries
+                .entry(m.key.clone())
+                .and_compute_with(|cur| {
+                    let ok = entry::mark_allowed(
+                        cur.as_ref().map(|e| &*e.value().raw),
+                        m.version,
+                        m.gone,
+                    );
+                    std::future::ready(if ok { Op::Put(new) } else { Op::Nop })
+                })
+                .await;
+        }
+        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    pub async fn put_many(
+        &self,
+        entries: Vec<(String, String, Duration)>,
+    ) -> Result<(), CacheError> {
+        for (key, value, ttl) in entries {
+            self.entries
+                .insert(
+                    key,
+                    Stored {
+                        raw: value.into(),
+                        ttl,
+                    },
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
+        Ok(self.epoch.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+}

@@ -1,0 +1,310 @@
+//! The read-through cache. Best effort: an error or timeout counts as a miss, is
+//! counted and logged (at most once a second), and the caller falls back to the
+//! database; no request fails because of the cache.
+//!
+//! Layout:
+//! - `entry`: the versioned entry format and the fill / invalidation rules.
+//! - `keys`: key names (one hash tag per app, Redis Cluster safe).
+//! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one.
+//! - `stats`: process-wide counters and the per-request tally.
+pub mod entry;
+pub mod keys;
+pub mod memory;
+pub mod redis;
+pub mod stats;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::config::{CacheBackendKind, CacheTtls};
+pub use keys::Keys;
+pub use stats::{CacheStats, Kind, RequestTally};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache not connected")]
+    Unavailable,
+    #[error("cache command timed out")]
+    Timeout,
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+}
+
+/// What one read round trip returns: the epoch and generation at that moment (the
+/// generation is unknown on a Redis that lost it), then one value per asked key.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub generation: Option<u64>,
+    pub values: Vec<Option<String>>,
+}
+
+/// A reader's conditional write of what it loaded (`version` 0 = "no such row").
+pub struct Fill {
+    pub key: String,
+    pub version: i64,
+    pub payload: String,
+    pub ttl: Duration,
+}
+
+/// A writer's tombstone after a commit.
+pub struct Mark {
+    pub key: String,
+    pub version: i64,
+    pub gone: bool,
+    pub ttl: Duration,
+}
+
+impl Mark {
+    fn payload(&self) -> String {
+        if self.gone {
+            entry::gone(self.version)
+        } else {
+            entry::pending(self.version)
+        }
+    }
+}
+
+enum Store {
+    Redis(redis::RedisStore),
+    Memory(memory::MemoryStore),
+    None,
+}
+
+/// The cache as the catalog sees it. Cheap to share behind an `Arc`.
+pub struct Cache {
+    store: Store,
+    pub keys: Keys,
+    pub ttls: CacheTtls,
+    pub stats: CacheStats,
+    /// Unix second of the last logged cache error (rate limit for the log).
+    last_error_log: AtomicU64,
+}
+
+impl Cache {
+    pub fn new(
+        kind: CacheBackendKind,
+        redis_url: Option<&str>,
+        prefix: &str,
+        ttls: CacheTtls,
+        timeout: Duration,
+    ) -> Result<Self, CacheError> {
+        let keys = Keys::new(prefix);
+        let store = match (kind, redis_url) {
+            (CacheBackendKind::Redis, Some(url)) => {
+                Store::Redis(redis::RedisStore::start(url, keys.clone(), timeout)?)
+            }
+            (CacheBackendKind::Memory, _) => Store::Memory(memory::MemoryStore::new(200_000)),
+            _ => Store::None,
+        };
+        Ok(Self {
+            store,
+            keys,
+            ttls,
+            stats: CacheStats::default(),
+            last_error_log: AtomicU64::new(0),
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.store {
+            Store::Redis(_) => "redis",
+            Store::Memory(_) => "memory",
+            Store::None => "none",
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.store, Store::None)
+    }
+
+    /// Whether the store can be reached now (always for the in-process store).
+    pub fn is_connected(&self) -> bool {
+        match &self.store {
+            Store::Redis(r) => r.is_connected(),
+            Store::Memory(_) => true,
+            Store::None => false,
+        }
+    }
+
+    /// One round trip: epoch, generation, and `keys`. `None` when there is no cache or
+    /// it failed (already counted and logged against `kind`).
+    pub async fn read(
+        &self,
+        kind: Kind,
+        keys: &[String],
+        tally: &RequestTally,
+    ) -> Option<Snapshot> {
+        let result = match &self.store {
+            Store::None => return None,
+            Store::Redis(r) => r.read(keys).await,
+            Store::Memory(m) => m.read(keys).await,
+        };
+        tally.round_trip();
+        self.ok_or_log(kind, result)
+    }
+
+    /// Conditional fills, one round trip; rejected fills are counted, not errors.
+    pub async fn fill(&self, kind: Kind, fills: Vec<Fill>, tally: &RequestTally) {
+        if fills.is_empty() {
+            return;
+        }
+        let n = fills.len() as u64;
+        let result = match &self.store {
+            Store::None => return,
+            Store::Redis(r) => r.fill(&fills).await,
+            Store::Memory(m) => m.fill(&fills).await,
+        };
+        tally.round_trip();
+        if let Some(accepted) = self.ok_or_log(kind, result) {
+            let c = self.stats.kind(kind);
+            c.fills.fetch_add(accepted, Relaxed);
+            c.fills_rejected.fetch_add(n - accepted, Relaxed);
+        }
+    }
+
+    /// After a commit: tombstones for the written items and one generation bump.
+    pub async fn invalidate(&self, marks: Vec<(Kind, Mark)>) -> Result<(), CacheError> {
+        let kinds: Vec<Kind> = marks.iter().map(|(k, _)| *k).collect();
+        let marks: Vec<Mark> = marks.into_iter().map(|(_, m)| m).collect();
+        let result = match &self.store {
+            Store::None => return Ok(()),
+            Store::Redis(r) => r.mark(&marks).await,
+            Store::Memory(m) => m.mark(&marks).await,
+        };
+        match result {
+            Ok(_) => {
+                for k in kinds {
+                    self.stats.kind(k).invalidations.fetch_add(1, Relaxed);
+                }
+                self.stats
+                    .kind(Kind::List)
+                    .invalidations
+                    .fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.kind(Kind::List).errors.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores list pages, one round trip. Not conditional: the generation tag inside
+    /// each page decides whether a later read may use it.
+    pub async fn put_lists(&self, pages: Vec<(String, String)>, tally: &RequestTally) {
+        if pages.is_empty() {
+            return;
+        }
+        let n = pages.len() as u64;
+        let entries = pages
+            .into_iter()
+            .map(|(k, v)| (k, v, self.jittered(self.ttls.list)))
+            .collect();
+        let result = match &self.store {
+            Store::None => return,
+            Store::Redis(r) => r.put_many(entries).await,
+            Store::Memory(m) => m.put_many(entries).await,
+        };
+        tally.round_trip();
+        if self.ok_or_log(Kind::List, result).is_some() {
+            self.stats.kind(Kind::List).fills.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Makes every entry of this app unreachable at once (O(1)); tombstones stay in force.
+    pub async fn clear(&self) -> Result<Option<u64>, CacheError> {
+        match &self.store {
+            Store::None => Ok(None),
+            Store::Redis(r) => r.bump_epoch().await.map(Some),
+            Store::Memory(m) => m.bump_epoch().await.map(Some),
+        }
+    }
+
+    /// Redis server facts, when the backend is Redis and it answers.
+    pub async fn redis_info(&self) -> Option<redis::RedisInfo> {
+        match &self.store {
+            Store::Redis(r) => r.info().await.ok(),
+            _ => None,
+        }
+    }
+
+    /// The Redis client, for tests that inspect keys and TTLs.
+    pub fn redis_client(&self) -> Option<&fred::clients::Client> {
+        match &self.store {
+            Store::Redis(r) => Some(r.client()),
+            _ => None,
+        }
+    }
+
+    /// A TTL with +-`jitter_percent` random spread.
+    pub fn jittered(&self, ttl: Duration) -> Duration {
+        jitter(ttl, self.ttls.jitter_percent)
+    }
+
+    fn ok_or_log<T>(&self, kind: Kind, result: Result<T, CacheError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.stats.kind(kind).errors.fetch_add(1, Relaxed);
+                self.log_error(&e);
+                None
+            }
+        }
+    }
+
+    /// Logs a cache error at most once a second: during an outage every request fails
+    /// its cache call, and the log must stay readable.
+    pub fn log_error(&self, e: &CacheError) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_error_log.load(Relaxed);
+        if now > last
+            && self
+                .last_error_log
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %e, "cache unavailable; serving from the database");
+        }
+    }
+}
+
+/// Shared by every store: a TTL spread by +-`percent`, at least 1 ms.
+pub fn jitter(ttl: Duration, percent: u32) -> Duration {
+    if percent == 0 {
+        return ttl;
+    }
+    let ms = ttl.as_millis() as f64;
+    let spread = ms * f64::from(percent) / 100.0;
+    let value = ms + rand::random_range(-spread..=spread);
+    Duration::from_millis(value.max(1.0) as u64)
+}
+
+/// A shared handle to the cache.
+pub type SharedCache = Arc<Cache>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_its_percent() {
+        let base = Duration::from_secs(600);
+        for _ in 0..1000 {
+            let j = jitter(base, 10);
+            assert!(
+                j >= Duration::from_secs(540) && j <= Duration::from_secs(660),
+                "{j:?}"
+            );
+        }
+        assert_eq!(jitter(base, 0), base);
+    }
+}

@@ -1,0 +1,237 @@
+//! The Redis/Valkey store through fred, configured as a cache rather than a database:
+//! connect in the background and retry forever with exponential backoff, a short
+//! command timeout, no command retries, a bounded command buffer, detection of
+//! unresponsive connections, and an instant "unavailable" while disconnected, so a
+//! dead Redis costs a request nothing but a database read.
+use std::time::Duration;
+
+use fred::{
+    prelude::*,
+    types::{config::UnresponsiveConfig, scripts::Script},
+};
+
+use super::{CacheError, Fill, Mark, Snapshot, keys::Keys};
+
+/// Conditional fills: the Lua twin of `entry::fill_allowed`.
+/// KEYS: item keys. ARGV: per key, version, payload, ttl in ms.
+const FILL_LUA: &str = r#"
+local accepted = 0
+for i, key in ipairs(KEYS) do
+  local v = tonumber(ARGV[3 * i - 2])
+  local cur = redis.call('GET', key)
+  local ok = true
+  if cur then
+    local tag, cv = string.match(cur, '^(%a)|(%d+)')
+    if tag == 'G' then
+      ok = false
+    elseif tag == 'V' or tag == 'P' then
+      ok = v >= tonumber(cv)
+    end
+  end
+  if ok then
+    redis.call('SET', key, ARGV[3 * i - 1], 'PX', ARGV[3 * i])
+    accepted = accepted + 1
+  end
+end
+return accepted
+"#;
+
+/// Tombstones after a commit, then one generation bump: the Lua twin of
+/// `entry::mark_allowed`. KEYS[1]: generation; KEYS[2..]: item keys. ARGV[1]: a random
+/// seed for a missing generation; then per item key: version, payload, ttl ms, gone (0/1).
+const MARK_LUA: &str = r#"
+for i = 2, #KEYS do
+  local base = 1 + 4 * (i - 2)
+  local v = tonumber(ARGV[base + 1])
+  local gone = ARGV[base + 4] == '1'
+  local cur = redis.call('GET', KEYS[i])
+  local write = true
+  if cur then
+    local tag, cv = string.match(cur, '^(%a)|(%d+)')
+    if tag == 'G' then
+      write = false
+    elseif not gone and (tag == 'V' or tag == 'P') then
+      write = tonumber(cv) < v
+    end
+  end
+  if write then
+    redis.call('SET', KEYS[i], ARGV[base + 2], 'PX', ARGV[base + 3])
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return redis.call('INCR', KEYS[1])
+"#;
+
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+    fill: Script,
+    mark: Script,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Builds the client and starts connecting in the background; never waits for Redis.
+    pub fn start(url: &str, keys: Keys, timeout: Duration) -> Result<Self, CacheError> {
+        let mut config = Config::from_url(url)?;
+        // Retry the very first connection too, so the server starts while Redis is down.
+        config.fail_fast = false;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(1);
+                c.internal_command_timeout = Duration::from_secs(1);
+                // A cache command is worth one try: a miss is cheaper than a retry.
+                c.max_command_attempts = 1;
+                c.max_command_buffer_len = 10_000;
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(Duration::from_secs(2)),
+                    interval: Duration::from_millis(500),
+                };
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = timeout;
+            })
+            // 0 attempts = forever; 50 ms doubling up to 2 s.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build()?;
+        let _connection_task = client.connect();
+        let store = Self {
+            client,
+            keys,
+            fill: Script::from_lua(FILL_LUA),
+            mark: Script::from_lua(MARK_LUA),
+            timeout,
+        };
+        store.seed_generation_on_connect();
+        Ok(store)
+    }
+
+    /// A missing generation key (new or restarted Redis) gets a random start value,
+    /// so a generation number seen before a restart is not seen again after it.
+    fn seed_generation_on_connect(&self) {
+        let client = self.client.clone();
+        let key = self.keys.generation();
+        // The returned handle is dropped: the task lives as long as the client.
+        let _task = self.client.on_reconnect(move |_server| {
+            let client = client.clone();
+            let key = key.clone();
+            async move {
+                let seed = rand::random_range(1u64..1 << 40);
+                let _: Result<Option<String>, _> = client
+                    .set(key, seed, None, Some(SetOptions::NX), false)
+                    .await;
+                Ok(())
+            }
+        });
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    async fn run<T>(
+        &self,
+        fut: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, CacheError> {
+        if !self.client.is_connected() {
+            return Err(CacheError::Unavailable);
+        }
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(CacheError::Timeout),
+        }
+    }
+
+    /// One MGET: epoch, generation, then the asked keys.
+    pub async fn read(&self, keys: &[String]) -> Result<Snapshot, CacheError> {
+        let mut all = Vec::with_capacity(keys.len() + 2);
+        all.push(self.keys.epoch());
+        all.push(self.keys.generation());
+        all.extend(keys.iter().cloned());
+        let mut values: Vec<Option<String>> = self.run(self.client.mget(all)).await?;
+        let values_of_keys = values.split_off(2);
+        Ok(Snapshot {
+            epoch: values[0]
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            generation: values[1].as_deref().and_then(|v| v.parse().ok()),
+            values: values_of_keys,
+        })
+    }
+
+    /// One script call for all fills; returns how many were accepted.
+    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
+        let keys: Vec<String> = fills.iter().map(|f| f.key.clone()).collect();
+        let mut args: Vec<String> = Vec::with_capacity(fills.len() * 3);
+        for f in fills {
+            args.push(f.version.to_string());
+            args.push(f.payload.clone());
+            args.push(f.ttl.as_millis().max(1).to_string());
+        }
+        self.run(self.fill.evalsha_with_reload(&self.client, keys, args))
+            .await
+    }
+
+    /// One script call: tombstones, then the generation bump; returns the new generation.
+    pub async fn mark(&self, marks: &[Mark]) -> Result<u64, CacheError> {
+        let mut keys = vec![self.keys.generation()];
+        keys.extend(marks.iter().map(|m| m.key.clone()));
+        let mut args = vec![rand::random_range(1u64..1 << 40).to_string()];
+        for m in marks {
+            args.push(m.version.to_string());
+            args.push(m.payload());
+            args.push(m.ttl.as_millis().max(1).to_string());
+            args.push(if m.gone { "1".into() } else { "0".into() });
+        }
+        self.run(self.mark.evalsha_with_reload(&self.client, keys, args))
+            .await
+    }
+
+    /// Plain writes with a TTL each, in one pipeline.
+    pub async fn put_many(
+        &self,
+        entries: Vec<(String, String, Duration)>,
+    ) -> Result<(), CacheError> {
+        let pipeline = self.client.pipeline();
+        for (key, value, ttl) in entries {
+            let px = Expiration::PX(ttl.as_millis().max(1) as i64);
+            let _: () = pipeline.set(key, value, Some(px), None, false).await?;
+        }
+        self.run(pipeline.all::<()>()).await
+    }
+
+    pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
+        self.run(self.client.incr(self.keys.epoch())).await
+    }
+
+    /// Server facts for `cacheStats`: version, memory used, connected clients.
+    pub async fn info(&self) -> Result<RedisInfo, CacheError> {
+        let text: String = self.run(self.client.info(None)).await?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        };
+        Ok(RedisInfo {
+            version: field("valkey_version").or_else(|| field("redis_version")),
+            used_memory_bytes: field("used_memory").and_then(|v| v.parse().ok()),
+            connected_clients: field("connected_clients").and_then(|v| v.parse().ok()),
+        })
+    }
+
+    /// Raw access for the tests that read TTLs and entries.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// What `INFO` tells about the Redis server.
+#[derive(Clone, Debug, Default)]
+pub struct RedisInfo {
+    pub version: Option<String>,
+    pub used_memory_bytes: Option<u64>,
+    pub connected_clients: Option<u64>,
+}

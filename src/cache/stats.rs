@@ -1,0 +1,192 @@
+//! Cache counters: process-wide totals per entity kind (for `cacheStats`), and the
+//! per-request tally behind `extensions.cache` and the `x-cache` header. Plain atomics
+//! with relaxed ordering: these are counters, nobody synchronises on them.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What a cache entry describes; also the label of every counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Product,
+    Category,
+    List,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Product, Kind::Category, Kind::List];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Product => "product",
+            Kind::Category => "category",
+            Kind::List => "list",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Totals for one kind since start (or the last reset).
+#[derive(Default)]
+pub struct KindCounters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Cache commands that failed or timed out (each counted as misses too).
+    pub errors: AtomicU64,
+    /// Entries written by readers after a database load.
+    pub fills: AtomicU64,
+    /// Fills the cache refused because a newer version or a tombstone was there.
+    pub fills_rejected: AtomicU64,
+    /// Tombstones written (items) or generation bumps (lists) after a commit.
+    pub invalidations: AtomicU64,
+}
+
+/// A copy of one kind's counters at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct KindSnapshot {
+    pub kind: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub fills: u64,
+    pub fills_rejected: u64,
+    pub invalidations: u64,
+}
+
+impl KindSnapshot {
+    /// Hits over lookups, 0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// Process-wide cache counters.
+#[derive(Default)]
+pub struct CacheStats {
+    kinds: [KindCounters; 3],
+}
+
+impl CacheStats {
+    pub fn kind(&self, kind: Kind) -> &KindCounters {
+        &self.kinds[kind.index()]
+    }
+
+    pub fn snapshot(&self) -> Vec<KindSnapshot> {
+        Kind::ALL
+            .iter()
+            .map(|&k| {
+                let c = self.kind(k);
+                KindSnapshot {
+                    kind: k.as_str(),
+                    hits: c.hits.load(Relaxed),
+                    misses: c.misses.load(Relaxed),
+                    errors: c.errors.load(Relaxed),
+                    fills: c.fills.load(Relaxed),
+                    fills_rejected: c.fills_rejected.load(Relaxed),
+                    invalidations: c.invalidations.load(Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        for c in &self.kinds {
+            for a in [
+                &c.hits,
+                &c.misses,
+                &c.errors,
+                &c.fills,
+                &c.fills_rejected,
+                &c.invalidations,
+            ] {
+                a.store(0, Relaxed);
+            }
+        }
+    }
+}
+
+/// One request's view: what `extensions.cache` reports.
+#[derive(Default)]
+pub struct RequestTally {
+    hits: [AtomicU64; 3],
+    misses: [AtomicU64; 3],
+    /// Cache commands sent (a pipeline or script counts once).
+    pub round_trips: AtomicU64,
+    /// SQL statements sent to the database.
+    pub sql_statements: AtomicU64,
+}
+
+impl RequestTally {
+    pub fn hit(&self, kind: Kind, n: u64) {
+        self.hits[kind.index()].fetch_add(n, Relaxed);
+    }
+
+    pub fn miss(&self, kind: Kind, n: u64) {
+        self.misses[kind.index()].fetch_add(n, Relaxed);
+    }
+
+    pub fn round_trip(&self) {
+        self.round_trips.fetch_add(1, Relaxed);
+    }
+
+    pub fn sql(&self) {
+        self.sql_statements.fetch_add(1, Relaxed);
+    }
+
+    pub fn hits(&self, kind: Kind) -> u64 {
+        self.hits[kind.index()].load(Relaxed)
+    }
+
+    pub fn misses(&self, kind: Kind) -> u64 {
+        self.misses[kind.index()].load(Relaxed)
+    }
+
+    /// Where the answer came from: `cache`, `database`, `both`, or `none` (no lookups).
+    pub fn source(&self) -> &'static str {
+        let hits: u64 = Kind::ALL.iter().map(|&k| self.hits(k)).sum();
+        let misses: u64 = Kind::ALL.iter().map(|&k| self.misses(k)).sum();
+        let sql = self.sql_statements.load(Relaxed);
+        match (hits > 0, misses > 0 || sql > 0) {
+            (true, false) => "cache",
+            (false, true) => "database",
+            (true, true) => "both",
+            (false, false) => "none",
+        }
+    }
+
+    /// The `x-cache` header: HIT, MISS, PARTIAL, or BYPASS when no cache was consulted.
+    pub fn header(&self) -> &'static str {
+        match self.source() {
+            "cache" => "HIT",
+            "database" if self.round_trips.load(Relaxed) == 0 => "BYPASS",
+            "database" => "MISS",
+            "both" => "PARTIAL",
+            _ => "BYPASS",
+        }
+    }
+
+    /// The `extensions.cache` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let per_kind = |f: &dyn Fn(Kind) -> u64| {
+            serde_json::Value::Object(
+                Kind::ALL
+                    .iter()
+                    .map(|&k| (k.as_str().to_string(), f(k).into()))
+                    .collect(),
+            )
+        };
+        serde_json::json!({
+            "hits": per_kind(&|k| self.hits(k)),
+            "misses": per_kind(&|k| self.misses(k)),
+            "roundTrips": self.round_trips.load(Relaxed),
+            "sqlStatements": self.sql_statements.load(Relaxed),
+            "source": self.source(),
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! The use-cases. Every read of products and categories and every write goes through
+//! `Catalog`: reads go cache -> single-flight -> SQL -> conditional fill; writes go
+//! transaction -> commit -> invalidate (tombstone with the new version, generation bump).
+//!
+//! Layout:
+//! - `model`: the catalog's types (cached and shown), list arguments.
+//! - `read`: item and list reads through the cache.
+//! - `write`: create, update, delete and their invalidation.
+//! - `flight`: per-instance single-flight for cache misses.
+//! - `validate`: input rules.
+//! - `hooks`: test-only fault points (the `test-hooks` feature).
+pub mod flight;
+pub mod hooks;
+pub mod model;
+pub mod read;
+pub mod validate;
+pub mod write;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use sea_orm::DatabaseConnection;
+
+use crate::cache::{Cache, RequestTally};
+use model::{Category, Product};
+
+/// Shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The connection pool.
+    db: DatabaseConnection,
+    /// The read-through cache (possibly the `none` backend).
+    cache: Arc<Cache>,
+    /// Single-flight maps, one per cached entity.
+    product_flights: flight::Flights<Product>,
+    category_flights: flight::Flights<Category>,
+    /// SQL statements sent since start, for tests and the stats.
+    sql_total: AtomicU64,
+    /// Fault points; empty unless a test installs one.
+    hooks: hooks::Hooks,
+}
+
+impl Catalog {
+    pub fn new(db: DatabaseConnection, cache: Arc<Cache>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                cache,
+                product_flights: Default::default(),
+                category_flights: Default::default(),
+                sql_total: AtomicU64::new(0),
+                hooks: Default::default(),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.inner.cache
+    }
+
+    pub fn hooks(&self) -> &hooks::Hooks {
+        &self.inner.hooks
+    }
+
+    /// SQL statements sent by this process since it started.
+    pub fn sql_total(&self) -> u64 {
+        self.inner.sql_total.load(Relaxed)
+    }
+
+    /// Counts one SQL statement against the request and the process.
+    fn sql(&self, tally: &RequestTally) {
+        tally.sql();
+        self.inner.sql_total.fetch_add(1, Relaxed);
+    }
+}

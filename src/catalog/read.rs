@@ -1,0 +1,347 @@
+//! The read path. Items (products, categories): one cache round trip for all asked ids,
+//! misses through single-flight to one `WHERE id IN (...)`, then one conditional fill.
+//! Lists: one round trip for all asked pages (ids and counts only, tagged with the
+//! generation read before the query), misses to SQL, then one write of the new pages.
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use futures::FutureExt;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    Catalog,
+    flight::{FlightClock, Flights, Outcome},
+    model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
+};
+use crate::{
+    cache::{
+        Fill, Kind, RequestTally,
+        entry::{self, Entry},
+    },
+    config::CacheTtls,
+    db::queries,
+    error::AppError,
+};
+
+/// An entity the item cache holds.
+pub trait Cached: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    const KIND: Kind;
+    fn id(&self) -> i32;
+    fn version(&self) -> i64;
+    fn ttl(ttls: &CacheTtls) -> std::time::Duration;
+    fn flights(catalog: &Catalog) -> &Flights<Self>;
+    fn fetch(
+        catalog: &Catalog,
+        ids: Vec<i32>,
+    ) -> impl Future<Output = Result<Vec<Self>, sea_orm::DbErr>> + Send;
+}
+
+impl Cached for Product {
+    const KIND: Kind = Kind::Product;
+    fn id(&self) -> i32 {
+        self.id
+    }
+    fn version(&self) -> i64 {
+        self.version.into()
+    }
+    fn ttl(ttls: &CacheTtls) -> std::time::Duration {
+        ttls.product
+    }
+    fn flights(catalog: &Catalog) -> &Flights<Self> {
+        &catalog.inner.product_flights
+    }
+    async fn fetch(catalog: &Catalog, ids: Vec<i32>) -> Result<Vec<Self>, sea_orm::DbErr> {
+        Ok(queries::products_by_ids(catalog.db(), &ids)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
+
+impl Cached for Category {
+    const KIND: Kind = Kind::Category;
+    fn id(&self) -> i32 {
+        self.id
+    }
+    /// Categories never change after creation: every copy is version 1.
+    fn version(&self) -> i64 {
+        1
+    }
+    fn ttl(ttls: &CacheTtls) -> std::time::Duration {
+        ttls.category
+    }
+    fn flights(catalog: &Catalog) -> &Flights<Self> {
+        &catalog.inner.category_flights
+    }
+    async fn fetch(catalog: &Catalog, ids: Vec<i32>) -> Result<Vec<Self>, sea_orm::DbErr> {
+        Ok(queries::categories_by_ids(catalog.db(), &ids)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
+
+impl Catalog {
+    /// Products by id; ids that do not exist are absent from the map.
+    pub async fn products(
+        &self,
+        ids: &[i32],
+        tally: &Arc<RequestTally>,
+    ) -> Result<HashMap<i32, Product>, AppError> {
+        self.items(ids, tally).await
+    }
+
+    /// Categories by id; ids that do not exist are absent from the map.
+    pub async fn categories(
+        &self,
+        ids: &[i32],
+        tally: &Arc<RequestTally>,
+    ) -> Result<HashMap<i32, Category>, AppError> {
+        self.items(ids, tally).await
+    }
+
+    async fn items<T: Cached>(
+        &self,
+        ids: &[i32],
+        tally: &Arc<RequestTally>,
+    ) -> Result<HashMap<i32, T>, AppError> {
+        let start = Instant::now();
+        let cache = self.cache();
+        let keys: Vec<String> = ids.iter().map(|&id| cache.keys.item(T::KIND, id)).collect();
+        let snapshot = cache.read(T::KIND, &keys, tally).await;
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missed = Vec::new();
+        match &snapshot {
+            Some(s) => {
+                for (&id, raw) in ids.iter().zip(&s.values) {
+                    match raw.as_deref().and_then(Entry::parse) {
+                        Some(Entry::Value { epoch, data, .. }) if epoch == s.epoch => {
+                            match serde_json::from_str::<T>(data) {
+                                Ok(v) => {
+                                    found.insert(id, v);
+                                }
+                                Err(_) => missed.push(id),
+                            }
+                        }
+                        Some(Entry::Gone { .. }) => {}
+                        Some(Entry::Absent { epoch }) if epoch == s.epoch => {}
+                        _ => missed.push(id),
+                    }
+                }
+            }
+            None => missed.extend_from_slice(ids),
+        }
+        let hits = (ids.len() - missed.len()) as u64;
+        let counters = cache.stats.kind(T::KIND);
+        counters
+            .hits
+            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .misses
+            .fetch_add(missed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if snapshot.is_some() || cache.is_enabled() {
+            tally.hit(T::KIND, hits);
+            tally.miss(T::KIND, missed.len() as u64);
+        }
+        if missed.is_empty() {
+            return Ok(found);
+        }
+        let generation = snapshot.as_ref().and_then(|s| s.generation);
+        let epoch = snapshot.as_ref().map(|s| s.epoch);
+        let catalog = self.clone();
+        let leader_tally = tally.clone();
+        let loaded = T::flights(self)
+            .load(&missed, generation, start, move |ids, clock| {
+                catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed()
+            })
+            .await
+            .map_err(|()| AppError::Internal(format!("loading {} failed", T::KIND.as_str())))?;
+        for (id, v) in loaded.iter() {
+            found.insert(*id, v.clone());
+        }
+        Ok(found)
+    }
+
+    /// A flight's work: one SQL statement for all its ids, then one conditional fill
+    /// (only when the cache answered, so the epoch is known).
+    async fn lead<T: Cached>(
+        self,
+        ids: Vec<i32>,
+        clock: Arc<FlightClock>,
+        epoch: Option<u64>,
+        tally: Arc<RequestTally>,
+    ) -> Outcome<T> {
+        let _ = clock.query_started.set(Instant::now());
+        self.sql(&tally);
+        let rows = T::fetch(&self, ids.clone()).await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = clock.finished.set(Instant::now());
+                tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
+                return Err(());
+            }
+        };
+        let found: HashMap<i32, T> = rows.into_iter().map(|r| (r.id(), r)).collect();
+        if let Some(epoch) = epoch {
+            self.hooks().before_fill(T::KIND).await;
+            let cache = self.cache();
+            let fills = ids
+                .iter()
+                .filter_map(|id| {
+                    let key = cache.keys.item(T::KIND, *id);
+                    Some(match found.get(id) {
+                        Some(row) => Fill {
+                            key,
+                            version: row.version(),
+                            payload: entry::value(
+                                row.version(),
+                                epoch,
+                                &serde_json::to_string(row).ok()?,
+                            ),
+                            ttl: cache.jittered(T::ttl(&cache.ttls)),
+                        },
+                        None => Fill {
+                            key,
+                            version: 0,
+                            payload: entry::absent(epoch),
+                            ttl: cache.jittered(cache.ttls.absent),
+                        },
+                    })
+                })
+                .collect();
+            cache.fill(T::KIND, fills, &tally).await;
+        }
+        let _ = clock.finished.set(Instant::now());
+        Ok(Arc::new(found))
+    }
+
+    /// Pages of `products(...)` for several queries at once (a DataLoader batch).
+    pub async fn product_pages(
+        &self,
+        queries: &[ProductQuery],
+        tally: &RequestTally,
+    ) -> Result<HashMap<ProductQuery, ListPage>, AppError> {
+        let keyed: Vec<(String, &ProductQuery)> = queries
+            .iter()
+            .map(|q| {
+                (
+                    format!("products:{}", serde_json::to_string(q).unwrap_or_default()),
+                    q,
+                )
+            })
+            .collect();
+        let keys: Vec<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
+        let pages = self
+            .lists(&keys, tally, |i| {
+                let q = keyed[i].1.clone();
+                async move { self.product_page_from_db(&q, tally).await }
+            })
+            .await?;
+        Ok(keyed
+            .into_iter()
+            .map(|(_, q)| q.clone())
+            .zip(pages)
+            .collect())
+    }
+
+    async fn product_page_from_db(
+        &self,
+        q: &ProductQuery,
+        tally: &RequestTally,
+    ) -> Result<ListPage, AppError> {
+        self.sql(tally);
+        let (ids, has_next) = queries::product_page_ids(self.db(), q).await?;
+        self.sql(tally);
+        let total = queries::product_count(self.db(), &q.filter).await?;
+        Ok(ListPage {
+            ids,
+            total,
+            has_next,
+        })
+    }
+
+    /// Every category id in name order with its product count.
+    pub async fn category_counts(&self, tally: &RequestTally) -> Result<CategoryCounts, AppError> {
+        let mut pages = self
+            .lists(&["categories".to_string()], tally, |_| async move {
+                self.sql(tally);
+                let rows = queries::category_counts(self.db()).await?;
+                Ok(CategoryCounts {
+                    entries: rows
+                        .into_iter()
+                        .map(|(id, n)| (id, n.max(0) as u64))
+                        .collect(),
+                })
+            })
+            .await?;
+        Ok(pages.remove(0))
+    }
+
+    /// The list protocol, shared by every list: read all pages in one round trip, use
+    /// those tagged with the current generation and epoch, compute the rest with
+    /// `from_db`, and store them tagged with the generation read before computing.
+    async fn lists<P, F, Fut>(
+        &self,
+        names: &[String],
+        tally: &RequestTally,
+        from_db: F,
+    ) -> Result<Vec<P>, AppError>
+    where
+        P: Serialize + DeserializeOwned,
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<P, AppError>>,
+    {
+        let cache = self.cache();
+        let keys: Vec<String> = names.iter().map(|n| cache.keys.list(n)).collect();
+        let snapshot = cache.read(Kind::List, &keys, tally).await;
+        let mut out = Vec::with_capacity(names.len());
+        let mut fills = Vec::new();
+        let (mut hits, mut misses) = (0, 0);
+        for (i, key) in keys.iter().enumerate() {
+            let cached = snapshot.as_ref().and_then(|s| {
+                match s.values[i].as_deref().and_then(Entry::parse)? {
+                    Entry::List {
+                        generation,
+                        epoch,
+                        data,
+                    } if Some(generation) == s.generation && epoch == s.epoch => {
+                        serde_json::from_str::<P>(data).ok()
+                    }
+                    _ => None,
+                }
+            });
+            match cached {
+                Some(page) => {
+                    hits += 1;
+                    out.push(page);
+                }
+                None => {
+                    misses += 1;
+                    let page = from_db(i).await?;
+                    if let Some(s) = &snapshot
+                        && let (Some(generation), Ok(json)) =
+                            (s.generation, serde_json::to_string(&page))
+                    {
+                        fills.push((key.clone(), entry::list(generation, s.epoch, &json)));
+                    }
+                    out.push(page);
+                }
+            }
+        }
+        let counters = cache.stats.kind(Kind::List);
+        counters
+            .hits
+            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .misses
+            .fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
+        if cache.is_enabled() {
+            tally.hit(Kind::List, hits);
+            tally.miss(Kind::List, misses);
+        }
+        cache.put_lists(fills, tally).await;
+        Ok(out)
+    }
+}

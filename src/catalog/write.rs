@@ -1,0 +1,265 @@
+//! The write path: one transaction per mutation, commit, and only then invalidate.
+//! The product row's `version` is bumped in SQL (`version = version + 1`), so two
+//! concurrent updates get distinct versions; the tombstone written after the commit
+//! carries that version, and no reader holding an older row can fill over it.
+use std::time::Duration;
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+
+use super::{
+    Catalog,
+    model::{Category, Product},
+    validate,
+};
+use crate::{
+    cache::{Kind, Mark},
+    db::{
+        entities::{category, product},
+        queries,
+    },
+    error::AppError,
+};
+
+/// `createProduct` input, as received.
+pub struct NewProduct {
+    pub name: String,
+    pub description: Option<String>,
+    pub price: Decimal,
+    pub category: String,
+    pub stock_quantity: i32,
+}
+
+/// `updateProduct` input: only the given fields change.
+#[derive(Default)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Decimal>,
+    pub category: Option<String>,
+    pub stock_quantity: Option<i32>,
+}
+
+/// What a write leaves for the cache to forget.
+struct Written {
+    product: Mark,
+    new_category: Option<i32>,
+}
+
+impl Catalog {
+    pub async fn create_product(&self, input: NewProduct) -> Result<Product, AppError> {
+        let name = validate::name(&input.name)?;
+        let description = validate::description(input.description.as_deref().unwrap_or(""))?;
+        let price_cents = validate::price_cents("price", input.price)?;
+        let stock = validate::stock(input.stock_quantity)?;
+        let (category_name, slug) = validate::category(&input.category)?;
+
+        let txn = self.db().begin().await?;
+        let (category, created) = find_or_create_category(&txn, &category_name, &slug).await?;
+        let now = Utc::now();
+        let row = product::ActiveModel {
+            name: Set(name),
+            description: Set(description),
+            price_cents: Set(price_cents),
+            category_id: Set(category.id),
+            stock_quantity: Set(stock),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let row = product::Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        // A creation's tombstone at version 1 also replaces any "absent" marker.
+        self.invalidate(Written {
+            product: self.mark(row.id, 1, false),
+            new_category: created.then_some(category.id),
+        })
+        .await;
+        Ok(row.into())
+    }
+
+    pub async fn update_product(&self, id: i32, patch: ProductPatch) -> Result<Product, AppError> {
+        let name = patch.name.as_deref().map(validate::name).transpose()?;
+        let description = patch
+            .description
+            .as_deref()
+            .map(validate::description)
+            .transpose()?;
+        let price = patch
+            .price
+            .map(|p| validate::price_cents("price", p))
+            .transpose()?;
+        let stock = patch.stock_quantity.map(validate::stock).transpose()?;
+        let category = patch
+            .category
+            .as_deref()
+            .map(validate::category)
+            .transpose()?;
+        if name.is_none()
+            && description.is_none()
+            && price.is_none()
+            && stock.is_none()
+            && category.is_none()
+        {
+            return Err(AppError::bad_input(
+                "input",
+                "input must change at least one field",
+            ));
+        }
+
+        let txn = self.db().begin().await?;
+        let mut new_category = None;
+        let mut update = product::Entity::update_many()
+            .col_expr(
+                product::Column::Version,
+                Expr::col(product::Column::Version).add(1),
+            )
+            .col_expr(product::Column::UpdatedAt, Expr::value(Utc::now()));
+        if let Some(v) = name {
+            update = update.col_expr(product::Column::Name, Expr::value(v));
+        }
+        if let Some(v) = description {
+            update = update.col_expr(product::Column::Description, Expr::value(v));
+        }
+        if let Some(v) = price {
+            update = update.col_expr(product::Column::PriceCents, Expr::value(v));
+        }
+        if let Some(v) = stock {
+            update = update.col_expr(product::Column::StockQuantity, Expr::value(v));
+        }
+        if let Some((cat_name, slug)) = category {
+            let (cat, created) = find_or_create_category(&txn, &cat_name, &slug).await?;
+            update = update.col_expr(product::Column::CategoryId, Expr::value(cat.id));
+            new_category = created.then_some(cat.id);
+        }
+        let mut rows = update
+            .filter(product::Column::Id.eq(id))
+            .exec_with_returning(&txn)
+            .await?;
+        // Dropping the transaction without commit rolls back a category it created.
+        let row = rows
+            .pop()
+            .ok_or_else(|| AppError::not_found("product", id))?;
+        txn.commit().await?;
+        self.invalidate(Written {
+            product: self.mark(row.id, row.version.into(), false),
+            new_category,
+        })
+        .await;
+        Ok(row.into())
+    }
+
+    /// Deletes a product; returns the row as it was.
+    pub async fn delete_product(&self, id: i32) -> Result<Product, AppError> {
+        let txn = self.db().begin().await?;
+        let row = product::Entity::delete_many()
+            .filter(product::Column::Id.eq(id))
+            .exec_with_returning(&txn)
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::not_found("product", id))?;
+        txn.commit().await?;
+        self.invalidate(Written {
+            product: self.mark(row.id, i64::from(row.version) + 1, true),
+            new_category: None,
+        })
+        .await;
+        Ok(row.into())
+    }
+
+    fn mark(&self, id: i32, version: i64, gone: bool) -> Mark {
+        let cache = self.cache();
+        Mark {
+            key: cache.keys.item(Kind::Product, id),
+            version,
+            gone,
+            ttl: cache.jittered(cache.ttls.product),
+        }
+    }
+
+    /// After the commit: tombstones and the generation bump, in one round trip. If the
+    /// cache cannot be reached, retry in the background until it can (the marks are
+    /// idempotent and only ever raise versions, so a late one is harmless).
+    async fn invalidate(&self, written: Written) {
+        let cache = self.cache().clone();
+        let build = move |w: &Written| {
+            let mut marks = vec![(
+                Kind::Product,
+                Mark {
+                    key: w.product.key.clone(),
+                    ..clone_mark(&w.product)
+                },
+            )];
+            if let Some(cat) = w.new_category {
+                marks.push((
+                    Kind::Category,
+                    Mark {
+                        key: cache.keys.item(Kind::Category, cat),
+                        version: 1,
+                        gone: false,
+                        ttl: cache.jittered(cache.ttls.category),
+                    },
+                ));
+            }
+            marks
+        };
+        let cache = self.cache().clone();
+        if cache.invalidate(build(&written)).await.is_ok() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(delay).await;
+                if cache.invalidate(build(&written)).await.is_ok() {
+                    tracing::info!("deferred cache invalidation delivered");
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+fn clone_mark(m: &Mark) -> Mark {
+    Mark {
+        key: m.key.clone(),
+        version: m.version,
+        gone: m.gone,
+        ttl: m.ttl,
+    }
+}
+
+/// Finds a category by slug, creating it when new. `ON CONFLICT DO NOTHING` then a read
+/// makes two concurrent creations of one new category both succeed.
+async fn find_or_create_category(
+    db: &impl ConnectionTrait,
+    name: &str,
+    slug: &str,
+) -> Result<(Category, bool), AppError> {
+    if let Some(c) = queries::category_by_slug(db, slug).await? {
+        return Ok((c.into(), false));
+    }
+    let row = category::ActiveModel {
+        name: Set(name.to_string()),
+        slug: Set(slug.to_string()),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    category::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    let c = queries::category_by_slug(db, slug)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("category {slug} vanished after insert")))?;
+    Ok((c.into(), true))
+}

@@ -1,0 +1,274 @@
+//! `Config::from_env()`: every setting larder reads, from environment variables (and a
+//! `.env` file if present), parsed once in `main` and passed down. `env.example` lists
+//! each variable with its default; keep the two in step.
+use std::{fmt, net::SocketAddr, time::Duration};
+
+/// Which cache sits in front of the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheBackendKind {
+    /// Redis or Valkey through fred (`REDIS_URL`); shared by every instance.
+    Redis,
+    /// An in-process moka cache; right for a single instance only.
+    Memory,
+    /// No cache: every read goes to the database (for comparisons).
+    None,
+}
+
+impl CacheBackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Memory => "memory",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Time-to-live settings for each kind of cache entry.
+#[derive(Clone, Debug)]
+pub struct CacheTtls {
+    /// A product entry (and its tombstones).
+    pub product: Duration,
+    /// A category entry.
+    pub category: Duration,
+    /// A list page (ids and count only).
+    pub list: Duration,
+    /// The "this id does not exist" marker.
+    pub absent: Duration,
+    /// +-percent of random jitter on every TTL, so entries filled together expire apart.
+    pub jitter_percent: u32,
+}
+
+/// Everything larder can be told from outside.
+#[derive(Clone)]
+pub struct Config {
+    /// Address the HTTP server binds (`BIND_ADDR`).
+    pub bind_addr: SocketAddr,
+    /// sea-orm connection URL; a SQLite file unless a Postgres URL is given.
+    pub database_url: String,
+    /// Upper bound of the database connection pool.
+    pub db_max_connections: u32,
+    /// Redis/Valkey URL; unset means no Redis.
+    pub redis_url: Option<String>,
+    /// The backend chosen from `CACHE_BACKEND` and the URLs (see `resolve_backend`).
+    pub cache_backend: CacheBackendKind,
+    /// Prefix of every cache key, so several apps can share one Redis.
+    pub cache_prefix: String,
+    /// Per-entity TTLs.
+    pub cache_ttls: CacheTtls,
+    /// How long one Redis command may take before it counts as a miss.
+    pub cache_timeout: Duration,
+    /// Insert the demo catalog on first start with an empty database.
+    pub seed_demo: bool,
+    /// Bearer token every mutation needs; generated at start when unset.
+    pub admin_token: Option<String>,
+    /// `compact` (default) or `json` log lines.
+    pub log_json: bool,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// How long one GraphQL request may run before it is cancelled.
+    pub request_timeout: Duration,
+    /// Whether introspection is served (GraphiQL and schema tooling need it).
+    pub introspection: bool,
+}
+
+/// A setting that could not be parsed; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://larder.db?mode=rwc";
+
+impl Config {
+    /// Reads the process environment (after loading `.env`, if there is one).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Builds a config from any key lookup; tests pass a map instead of the environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let redis_url = get("REDIS_URL");
+        let cache_backend =
+            resolve_backend(get("CACHE_BACKEND").as_deref(), &database_url, &redis_url)?;
+        Ok(Self {
+            bind_addr: parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", 10)?,
+            cache_prefix: get("CACHE_PREFIX").unwrap_or_else(|| "larder:".into()),
+            cache_ttls: CacheTtls {
+                product: Duration::from_secs(parse(&get, "CACHE_TTL_PRODUCT_SECS", 600)?),
+                category: Duration::from_secs(parse(&get, "CACHE_TTL_CATEGORY_SECS", 600)?),
+                list: Duration::from_secs(parse(&get, "CACHE_TTL_LIST_SECS", 300)?),
+                absent: Duration::from_secs(parse(&get, "CACHE_TTL_ABSENT_SECS", 60)?),
+                jitter_percent: parse(&get, "CACHE_TTL_JITTER_PERCENT", 10u32)?.min(50),
+            },
+            cache_timeout: Duration::from_millis(parse(&get, "CACHE_TIMEOUT_MS", 100)?),
+            seed_demo: parse(&get, "SEED_DEMO", true)?,
+            admin_token: get("ADMIN_TOKEN"),
+            log_json: match get("LOG_FORMAT").as_deref() {
+                None | Some("compact") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "LOG_FORMAT",
+                        reason: format!("expected compact or json, got {other:?}"),
+                    });
+                }
+            },
+            body_limit_bytes: parse(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
+            request_timeout: Duration::from_millis(parse(&get, "REQUEST_TIMEOUT_MS", 5_000)?),
+            introspection: parse(&get, "INTROSPECTION", true)?,
+            database_url,
+            redis_url,
+            cache_backend,
+        })
+    }
+
+    /// True when the catalog lives in SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// `auto` (default): Redis when `REDIS_URL` is set; the in-process cache on the embedded
+/// SQLite default; otherwise none, because several instances on one Postgres, each with
+/// a private cache, would serve each other's stale data.
+fn resolve_backend(
+    asked: Option<&str>,
+    database_url: &str,
+    redis_url: &Option<String>,
+) -> Result<CacheBackendKind, ConfigError> {
+    let err = |reason: String| ConfigError {
+        name: "CACHE_BACKEND",
+        reason,
+    };
+    match asked.unwrap_or("auto") {
+        "auto" if redis_url.is_some() => Ok(CacheBackendKind::Redis),
+        "auto" if database_url.starts_with("sqlite:") => Ok(CacheBackendKind::Memory),
+        "auto" | "none" => Ok(CacheBackendKind::None),
+        "memory" => Ok(CacheBackendKind::Memory),
+        "redis" if redis_url.is_some() => Ok(CacheBackendKind::Redis),
+        "redis" => Err(err("redis needs REDIS_URL".into())),
+        other => Err(err(format!(
+            "expected auto, redis, memory or none, got {other:?}"
+        ))),
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Hides passwords in URLs and the admin token, so a logged config leaks nothing.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind_addr", &self.bind_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("cache_backend", &self.cache_backend)
+            .field("cache_prefix", &self.cache_prefix)
+            .field("cache_ttls", &self.cache_ttls)
+            .field("cache_timeout", &self.cache_timeout)
+            .field("seed_demo", &self.seed_demo)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log_json", &self.log_json)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("introspection", &self.introspection)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host` -> `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_catalog_with_the_memory_cache() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.cache_backend, CacheBackendKind::Memory);
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.cache_ttls.product.as_secs(), 600);
+        assert_eq!(c.cache_ttls.list.as_secs(), 300);
+    }
+
+    #[test]
+    fn postgres_without_redis_runs_uncached_unless_memory_is_asked_for() {
+        let pg = ("DATABASE_URL", "postgres://u:p@localhost/db");
+        assert_eq!(config(&[pg]).unwrap().cache_backend, CacheBackendKind::None);
+        let mem = config(&[pg, ("CACHE_BACKEND", "memory")]).unwrap();
+        assert_eq!(mem.cache_backend, CacheBackendKind::Memory);
+        let redis = config(&[pg, ("REDIS_URL", "redis://127.0.0.1/")]).unwrap();
+        assert_eq!(redis.cache_backend, CacheBackendKind::Redis);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("CACHE_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert_eq!(e.name, "CACHE_TIMEOUT_MS");
+        assert_eq!(
+            config(&[("CACHE_BACKEND", "redis")]).unwrap_err().name,
+            "CACHE_BACKEND"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db/larder"),
+            ("ADMIN_TOKEN", "sekrit"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://app:***@db/larder"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Postgres and SQLite through sea-orm: connecting (with migrations), the entities, and
+//! the queries. Everything here takes `&impl ConnectionTrait`, so the same query runs on
+//! a pool or inside a use-case's transaction. No cache logic lives here.
+pub mod entities;
+pub mod queries;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+/// Connects, and brings the schema up to date.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        // One writer at a time is SQLite's rule; a small pool avoids "database is locked".
+        opts.max_connections(max_connections.min(4));
+    }
+    let db = Database::connect(opts).await?;
+    if url.starts_with("sqlite:") {
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared(
+            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+        )
+        .await?;
+    }
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}

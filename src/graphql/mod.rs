@@ -1,0 +1,59 @@
+//! The GraphQL layer: schema, resolvers, per-request loaders, and the HTTP handler.
+//! It never speaks SQL or Redis; everything goes through `Catalog`.
+//!
+//! Layout:
+//! - `query`, `mutation`: root fields.
+//! - `types`, `scalars`, `stats`: object, input and scalar types.
+//! - `loaders`: per-request DataLoaders and `RequestContext`.
+//! - `handler`: POST/GET `/graphql`, GraphiQL, `extensions.cache`, `x-cache`.
+pub mod handler;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod scalars;
+pub mod stats;
+pub mod types;
+
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+
+pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Limits on what one query may ask for.
+#[derive(Clone, Debug)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub introspection: bool,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 5_000,
+            introspection: true,
+        }
+    }
+}
+
+pub fn build_schema(limits: &QueryLimits) -> AppSchema {
+    let mut builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(10);
+    if !limits.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The schema as SDL, sorted, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(&QueryLimits::default()).sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}

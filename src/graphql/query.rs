@@ -1,0 +1,84 @@
+//! Root query fields. Each resolves through the request's loaders, never SQL or Redis.
+use async_graphql::{Context, ID, Object};
+
+use super::{
+    stats::CacheStatsView,
+    types::{
+        Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, parse_id,
+        request,
+    },
+};
+use crate::error::AppError;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// One product, or null when the id does not exist.
+    async fn product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Product>> {
+        let id = parse_id("id", &id)?;
+        Ok(request(ctx)?.products.load_one(id).await?.map(Product))
+    }
+
+    /// Products in the order of `ids`, null for each id that does not exist (at most 100 ids).
+    async fn products_by_ids(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<Option<Product>>> {
+        if ids.len() > MAX_FIRST as usize {
+            return Err(AppError::bad_input("ids", format!("at most {MAX_FIRST} ids")).into());
+        }
+        let ids = ids
+            .iter()
+            .map(|id| parse_id("ids", id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = request(ctx)?
+            .products
+            .load_many(ids.iter().copied())
+            .await?;
+        Ok(ids
+            .iter()
+            .map(|id| found.get(id).cloned().map(Product))
+            .collect())
+    }
+
+    /// A page of products: filtered, ordered, cursor-paginated (`first` at most 100).
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ProductFilter>,
+        order_by: Option<ProductOrder>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<ProductConnection> {
+        let filter = filter.unwrap_or_default().validate()?;
+        ProductConnection::load(ctx, filter, order_by, first, after).await
+    }
+
+    /// Every category, by name.
+    async fn categories(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
+        let req = request(ctx)?;
+        let counts = req.category_counts().await?;
+        let found = req
+            .categories
+            .load_many(counts.entries.iter().map(|(id, _)| *id))
+            .await?;
+        Ok(counts
+            .entries
+            .iter()
+            .filter_map(|(id, _)| found.get(id).cloned().map(Category))
+            .collect())
+    }
+
+    /// One category, or null when the id does not exist.
+    async fn category(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Category>> {
+        let id = parse_id("id", &id)?;
+        Ok(request(ctx)?.categories.load_one(id).await?.map(Category))
+    }
+
+    /// Cache counters since start (or the last reset) and the backend's state.
+    async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStatsView> {
+        Ok(CacheStatsView::read(&request(ctx)?.catalog).await)
+    }
+}

@@ -1,0 +1,21 @@
+//! larder: a GraphQL product catalog whose resolvers read through a versioned cache.
+//!
+//! Layout:
+//! - `config`: every setting, read once from the environment.
+//! - `telemetry`: the tracing subscriber (compact or JSON).
+//! - `app`: `AppState`, router, start-up, graceful shutdown.
+//! - `graphql`: schema, resolvers, per-request loaders, the HTTP handler.
+//! - `catalog`: the use-cases; every read and write of products goes through here.
+//! - `cache`: the versioned read-through cache (Redis via fred, or in-process moka).
+//! - `db`: connection, migrations, entities and SQL queries (sea-orm).
+//! - `seed`: the deterministic demo catalog and bulk seeding.
+//! - `error`: `AppError` and its GraphQL `extensions.code`.
+pub mod app;
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod seed;
+pub mod telemetry;

@@ -1,0 +1,89 @@
+//! The `larder` binary: `larder` (serve), `larder schema`, `larder seed --products N`.
+use std::{process::ExitCode, sync::Arc};
+
+use larder::{
+    app::Application, cache::Cache, catalog::Catalog, config::Config, db, graphql, seed, telemetry,
+};
+
+const USAGE: &str = "usage: larder [serve | schema | seed --products N]
+  serve                  run the server (default); settings come from the environment (see env.example)
+  schema                 print the GraphQL schema (SDL), as checked in at schema.graphql
+  seed --products N      append N generated products (batched inserts), then retire cached lists";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let ["schema"] = args.as_slice() {
+        print!("{}", graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("larder: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_json);
+    let result = match args.as_slice() {
+        [] | ["serve"] => serve(config).await,
+        ["seed", "--products", n] => match n.parse::<u64>() {
+            Ok(n) => seed(config, n).await,
+            Err(_) => Err(format!("--products takes a whole number, got {n:?}")),
+        },
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("larder: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn seed(config: Config, products: u64) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let db = db::connect(&config.database_url, config.db_max_connections)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cache = Cache::new(
+        config.cache_backend,
+        config.redis_url.as_deref(),
+        &config.cache_prefix,
+        config.cache_ttls.clone(),
+        config.cache_timeout,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(client) = cache.redis_client() {
+        // Give the background connection a moment so the cache is retired, not skipped.
+        use fred::interfaces::ClientLike;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), client.wait_for_connect())
+            .await;
+    }
+    let catalog = Catalog::new(db, Arc::new(cache));
+    let added = seed::seed_products(&catalog, products)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    println!(
+        "inserted {added} products in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! joins an existing flight only when that flight's database read is known to come
 //! after every write that finished before the request started:
 //! - both saw the same cache generation (every committed write bumps it before it
-//!   returns, so no write finished in between), or
+//!   returns, so no write finished in between) and the same epoch (no `clearCache`), or
 //! - the flight has not started its query yet, or started it after the request began.
 //!
 //! A finished flight stays joinable (by the generation rule only) for `LINGER`, which
@@ -24,6 +24,10 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Past this many entries, expired flights are swept on insert.
 const SWEEP_AT: usize = 4_096;
 
+/// What a request saw of the cache before it missed: (generation, epoch), or `None`
+/// when the cache did not answer or had lost its generation.
+pub type Stamp = Option<(u64, u64)>;
+
 /// Rows found by one flight, by id (ids not in the map do not exist).
 pub type Found<T> = Arc<HashMap<i32, T>>;
 /// A flight's outcome; the error is already logged, followers only need to fail.
@@ -38,17 +42,17 @@ pub struct FlightClock {
 
 struct Flight<T> {
     id: u64,
-    generation: Option<u64>,
+    stamp: Stamp,
     clock: Arc<FlightClock>,
     outcome: Shared<BoxFuture<'static, Outcome<T>>>,
 }
 
 impl<T> Flight<T> {
-    fn joinable(&self, generation: Option<u64>, request_start: Instant, now: Instant) -> bool {
+    fn joinable(&self, stamp: Stamp, request_start: Instant, now: Instant) -> bool {
         if self.expired(now) {
             return false;
         }
-        if generation.is_some() && generation == self.generation {
+        if stamp.is_some() && stamp == self.stamp {
             return true;
         }
         match self.clock.query_started.get() {
@@ -85,7 +89,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     pub async fn load(
         &self,
         ids: &[i32],
-        generation: Option<u64>,
+        stamp: Stamp,
         request_start: Instant,
         lead: impl FnOnce(Vec<i32>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<T>>,
     ) -> Outcome<T> {
@@ -98,7 +102,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             for &id in ids {
                 match map.get(&id) {
-                    Some(f) if f.joinable(generation, request_start, now) => {
+                    Some(f) if f.joinable(stamp, request_start, now) => {
                         if !joined_ids.contains(&f.id) {
                             joined_ids.push(f.id);
                             waits.push(f.outcome.clone());
@@ -119,7 +123,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
                         key,
                         Flight {
                             id,
-                            generation,
+                            stamp,
                             clock: clock.clone(),
                             outcome: outcome.clone(),
                         },
@@ -172,7 +176,7 @@ mod tests {
                 tokio::spawn(async move {
                     f.load(
                         &[7],
-                        Some(1),
+                        Some((1, 0)),
                         Instant::now(),
                         leader(q, Duration::from_millis(20)),
                     )
@@ -195,7 +199,7 @@ mod tests {
         let slow = tokio::spawn(async move {
             f.load(
                 &[7],
-                Some(1),
+                Some((1, 0)),
                 Instant::now(),
                 leader(q, Duration::from_millis(100)),
             )
@@ -206,7 +210,7 @@ mod tests {
         flights
             .load(
                 &[7],
-                Some(2),
+                Some((2, 0)),
                 Instant::now(),
                 leader(queries.clone(), Duration::ZERO),
             )

@@ -82,6 +82,11 @@ impl Cached for Category {
     }
 }
 
+/// The cache name of one page of `products(...)`: its normalised arguments.
+pub fn list_name(q: &ProductQuery) -> String {
+    format!("products:{}", serde_json::to_string(q).unwrap_or_default())
+}
+
 impl Catalog {
     /// Products by id; ids that do not exist are absent from the map.
     pub async fn products(
@@ -147,12 +152,14 @@ impl Catalog {
         if missed.is_empty() {
             return Ok(found);
         }
-        let generation = snapshot.as_ref().and_then(|s| s.generation);
+        let stamp = snapshot
+            .as_ref()
+            .and_then(|s| Some((s.generation?, s.epoch)));
         let epoch = snapshot.as_ref().map(|s| s.epoch);
         let catalog = self.clone();
         let leader_tally = tally.clone();
         let loaded = T::flights(self)
-            .load(&missed, generation, start, move |ids, clock| {
+            .load(&missed, stamp, start, move |ids, clock| {
                 catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed()
             })
             .await

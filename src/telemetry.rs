@@ -3,8 +3,13 @@
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,fred=warn"));
+    // An empty RUST_LOG counts as unset (an empty filter would silence everything,
+    // including the line that prints a generated admin token).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,sea_orm=warn,fred=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init`: a second call (tests spawning several apps) is a no-op, not a panic.
     let _ = if json {

@@ -74,8 +74,18 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
     best.map(|(_, m)| m)
 }
 
+/// A transport-level error (no GraphQL execution happened), still in GraphQL's shape
+/// with an `extensions.code`.
 fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message }] });
+    let code = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "TIMEOUT",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+        _ => "BAD_REQUEST",
+    };
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -244,7 +254,21 @@ async fn execute(
 ) -> Response {
     let ctx = RequestContext::new(&state.catalog, is_admin(headers, &state.admin_token));
     let tally = ctx.tally.clone();
-    let mut response = state.schema.execute(request.data(ctx)).await;
+    // Dropping the future on timeout cancels the work (queries, loaders) at its next await.
+    let execution = tokio::time::timeout(
+        state.config.request_timeout,
+        state.schema.execute(request.data(ctx)),
+    );
+    let Ok(mut response) = execution.await else {
+        let mut resp = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            media,
+            "the request took too long and was cancelled",
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return resp;
+    };
     response.extensions.insert(
         "cache".into(),
         Value::from_json(tally.to_json()).unwrap_or(Value::Null),

@@ -197,7 +197,11 @@ pub async fn start(backend: &Backend, mut settings: HashMap<String, String>) -> 
         .or_insert_with(|| "warn".into());
     let lookup = settings.clone();
     let config = Config::from_lookup(|k| lookup.get(k).cloned()).expect("test config");
-    larder::telemetry::init(false);
+    // Server logs go through the test writer, so libtest captures them per test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings["RUST_LOG"]))
+        .with_test_writer()
+        .try_init();
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let catalog = app.state().catalog.clone();

@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State},
     http::{HeaderName, Request, StatusCode},
-    response::{IntoResponse, Redirect},
+    response::IntoResponse,
     routing::get,
 };
 use tokio::net::TcpListener;
@@ -158,7 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql::handler::get).post(graphql::handler::post))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/", get(|| async { Redirect::temporary("/graphql") }))
+        .fallback(get(crate::web::asset))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -9,6 +9,7 @@
 //! - `cache`: the versioned read-through cache (Redis via fred, or in-process moka).
 //! - `db`: connection, migrations, entities and SQL queries (sea-orm).
 //! - `seed`: the deterministic demo catalog and bulk seeding.
+//! - `web`: the dashboard's files (`frontend/`), embedded and served at `/`.
 //! - `error`: `AppError` and its GraphQL `extensions.code`.
 pub mod app;
 pub mod cache;
@@ -19,3 +20,4 @@ pub mod error;
 pub mod graphql;
 pub mod seed;
 pub mod telemetry;
+pub mod web;

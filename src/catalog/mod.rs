@@ -60,6 +60,21 @@ impl Catalog {
         }
     }
 
+    /// The same database pool with no cache in front: for uncached comparisons.
+    pub fn without_cache(&self) -> Self {
+        let none = Cache::new(
+            crate::config::CacheBackendKind::None,
+            None,
+            "",
+            self.cache().ttls.clone(),
+            Default::default(),
+        );
+        match none {
+            Ok(cache) => Self::new(self.db().clone(), Arc::new(cache)),
+            Err(_) => self.clone(),
+        }
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
     }

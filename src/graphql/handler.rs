@@ -257,7 +257,9 @@ async fn execute(
     // Dropping the future on timeout cancels the work (queries, loaders) at its next await.
     let execution = tokio::time::timeout(
         state.config.request_timeout,
-        state.schema.execute(request.data(ctx)),
+        state
+            .schema
+            .execute(request.data(ctx).data(state.schema.clone())),
     );
     let Ok(mut response) = execution.await else {
         let mut resp = error_response(
@@ -294,24 +296,32 @@ async fn execute(
     resp
 }
 
-/// Errors without a code (parse and validation errors from async-graphql) get one, so
-/// every error a client sees has `extensions.code`.
+/// Errors without a code come from async-graphql itself: parse and validation errors
+/// (no path), input coercion errors (with a path), and anything unexpected. The first
+/// two get a code; the last is masked, since its text may name internals.
 fn mask_request_errors(errors: &mut [ServerError]) {
     for e in errors {
         let has_code = e
             .extensions
             .as_ref()
             .is_some_and(|x| x.get("code").is_some());
-        if !has_code {
-            let code = if e.path.is_empty() {
-                "GRAPHQL_VALIDATION_FAILED"
-            } else {
-                "BAD_USER_INPUT"
-            };
-            e.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code);
+        if has_code {
+            continue;
         }
+        let code = if e.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else if e.message.starts_with("Failed to parse") || e.message.starts_with("Invalid value")
+        {
+            "BAD_USER_INPUT"
+        } else {
+            tracing::error!(error = %e.message, "unexpected resolver error");
+            e.message =
+                "internal error; the server log has the details under this request's id".into();
+            "INTERNAL_SERVER_ERROR"
+        };
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
     }
 }
 

@@ -4,11 +4,13 @@
 //! Layout:
 //! - `query`, `mutation`: root fields.
 //! - `types`, `scalars`, `stats`: object, input and scalar types.
+//! - `performance`: the `cachePerformance` comparison.
 //! - `loaders`: per-request DataLoaders and `RequestContext`.
 //! - `handler`: POST/GET `/graphql`, GraphiQL, `extensions.cache`, `x-cache`.
 pub mod handler;
 pub mod loaders;
 pub mod mutation;
+pub mod performance;
 pub mod query;
 pub mod scalars;
 pub mod stats;
@@ -41,7 +43,8 @@ pub fn build_schema(limits: &QueryLimits) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(32)
-        .limit_directives(10);
+        .limit_directives(10)
+        .data(std::sync::Arc::new(performance::PerformanceGate::default()));
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

@@ -2,6 +2,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::{
+    performance::{PerformanceReport, PerformanceScenario},
     stats::CacheStatsView,
     types::{
         Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, parse_id,
@@ -75,6 +76,17 @@ impl Query {
     async fn category(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Category>> {
         let id = parse_id("id", &id)?;
         Ok(request(ctx)?.categories.load_one(id).await?.map(Category))
+    }
+
+    /// Runs a read scenario `iterations` times through the cache (warm) and with the
+    /// cache bypassed, and compares latency (milliseconds) and work per run.
+    async fn cache_performance(
+        &self,
+        ctx: &Context<'_>,
+        scenario: PerformanceScenario,
+        #[graphql(default = 50)] iterations: i32,
+    ) -> async_graphql::Result<PerformanceReport> {
+        super::performance::run(ctx, scenario, iterations).await
     }
 
     /// Cache counters since start (or the last reset) and the backend's state.

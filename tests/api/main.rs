@@ -3,5 +3,6 @@
 mod cache;
 mod helpers;
 mod http;
+mod measure;
 mod products;
 mod schema;

@@ -1,0 +1,52 @@
+//! Measurement: `cachePerformance` and `/metrics`.
+use serde_json::json;
+
+use crate::helpers::{Backend, each_backend, spawn_app};
+
+#[tokio::test]
+async fn cache_performance_compares_a_warm_cache_with_the_database() {
+    each_backend(|b| async move {
+        let app = spawn_app(&b).await;
+        for i in 0..25 {
+            app.create(&format!("P{i}"), "2.50", &format!("C{}", i % 3), 1).await;
+        }
+        for scenario in ["SINGLE_PRODUCT", "LIST_PAGE", "CATEGORY_PAGE"] {
+            let r = app
+                .gql(
+                    &format!("{{ cachePerformance(scenario: {scenario}, iterations: 20) {{ scenario iterations speedup cached {{ p50Ms p95Ms meanMs minMs maxMs sqlStatementsPerRun cacheRoundTripsPerRun }} uncached {{ p50Ms p95Ms meanMs minMs maxMs sqlStatementsPerRun cacheRoundTripsPerRun }} }} }}"),
+                    json!({}),
+                )
+                .await;
+            let rep = &r.ok()["cachePerformance"];
+            assert_eq!((rep["scenario"].as_str(), rep["iterations"].as_i64()), (Some(scenario), Some(20)));
+            for side in ["cached", "uncached"] {
+                let s = &rep[side];
+                let f = |k: &str| s[k].as_f64().unwrap_or(-1.0);
+                assert!(f("minMs") > 0.0 && f("minMs") <= f("p50Ms") && f("p50Ms") <= f("p95Ms") && f("p95Ms") <= f("maxMs"), "{scenario} {side}: {s}");
+                assert!(f("meanMs") >= f("minMs") && f("meanMs") <= f("maxMs"), "{s}");
+            }
+            assert_eq!(rep["cached"]["sqlStatementsPerRun"], 0.0, "{scenario}: a warm run reads no SQL");
+            assert!(rep["cached"]["cacheRoundTripsPerRun"].as_f64().unwrap() >= 1.0);
+            assert!(rep["uncached"]["sqlStatementsPerRun"].as_f64().unwrap() >= 1.0);
+            assert_eq!(rep["uncached"]["cacheRoundTripsPerRun"], 0.0, "{scenario}: the cache was bypassed");
+            assert!(rep["speedup"].as_f64().unwrap() > 0.0);
+        }
+        for bad in [0, 201] {
+            let r = app.gql(&format!("{{ cachePerformance(scenario: LIST_PAGE, iterations: {bad}) {{ speedup }} }}"), json!({})).await;
+            assert_eq!((r.code(), r.field()), (Some("BAD_USER_INPUT"), Some("iterations")));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cache_performance_on_an_empty_catalog_is_a_clear_error() {
+    let app = spawn_app(&Backend::Embedded).await;
+    let r = app
+        .gql(
+            "{ cachePerformance(scenario: SINGLE_PRODUCT) { speedup } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("BAD_USER_INPUT"));
+}

@@ -61,6 +61,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        crate::metrics::handle();
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
         let cache = Cache::new(
             config.cache_backend,
@@ -158,8 +159,10 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql::handler::get).post(graphql::handler::post))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(get(crate::web::asset))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -11,6 +11,7 @@
 //! - `seed`: the deterministic demo catalog and bulk seeding.
 //! - `web`: the dashboard's files (`frontend/`), embedded and served at `/`.
 //! - `error`: `AppError` and its GraphQL `extensions.code`.
+//! - `metrics`: Prometheus metrics, served at `/metrics`.
 pub mod app;
 pub mod cache;
 pub mod catalog;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod seed;
 pub mod telemetry;
 pub mod web;

@@ -23,7 +23,7 @@ use std::{
 
 use crate::config::{CacheBackendKind, CacheTtls};
 pub use keys::Keys;
-pub use stats::{CacheStats, Kind, RequestTally};
+pub use stats::{CacheStats, Event, Kind, RequestTally};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -142,8 +142,8 @@ impl Cache {
     ) -> Option<Snapshot> {
         let result = match &self.store {
             Store::None => return None,
-            Store::Redis(r) => r.read(keys).await,
-            Store::Memory(m) => m.read(keys).await,
+            Store::Redis(r) => timed("read", r.read(keys)).await,
+            Store::Memory(m) => timed("read", m.read(keys)).await,
         };
         tally.round_trip();
         self.ok_or_log(kind, result)
@@ -157,14 +157,13 @@ impl Cache {
         let n = fills.len() as u64;
         let result = match &self.store {
             Store::None => return,
-            Store::Redis(r) => r.fill(&fills).await,
-            Store::Memory(m) => m.fill(&fills).await,
+            Store::Redis(r) => timed("fill", r.fill(&fills)).await,
+            Store::Memory(m) => timed("fill", m.fill(&fills)).await,
         };
         tally.round_trip();
         if let Some(accepted) = self.ok_or_log(kind, result) {
-            let c = self.stats.kind(kind);
-            c.fills.fetch_add(accepted, Relaxed);
-            c.fills_rejected.fetch_add(n - accepted, Relaxed);
+            self.stats.add(kind, Event::Fill, accepted);
+            self.stats.add(kind, Event::FillRejected, n - accepted);
         }
     }
 
@@ -174,22 +173,19 @@ impl Cache {
         let marks: Vec<Mark> = marks.into_iter().map(|(_, m)| m).collect();
         let result = match &self.store {
             Store::None => return Ok(()),
-            Store::Redis(r) => r.mark(&marks).await,
-            Store::Memory(m) => m.mark(&marks).await,
+            Store::Redis(r) => timed("mark", r.mark(&marks)).await,
+            Store::Memory(m) => timed("mark", m.mark(&marks)).await,
         };
         match result {
             Ok(_) => {
                 for k in kinds {
-                    self.stats.kind(k).invalidations.fetch_add(1, Relaxed);
+                    self.stats.add(k, Event::Invalidation, 1);
                 }
-                self.stats
-                    .kind(Kind::List)
-                    .invalidations
-                    .fetch_add(1, Relaxed);
+                self.stats.add(Kind::List, Event::Invalidation, 1);
                 Ok(())
             }
             Err(e) => {
-                self.stats.kind(Kind::List).errors.fetch_add(1, Relaxed);
+                self.stats.add(Kind::List, Event::Error, 1);
                 Err(e)
             }
         }
@@ -208,12 +204,12 @@ impl Cache {
             .collect();
         let result = match &self.store {
             Store::None => return,
-            Store::Redis(r) => r.put_many(entries).await,
-            Store::Memory(m) => m.put_many(entries).await,
+            Store::Redis(r) => timed("put", r.put_many(entries)).await,
+            Store::Memory(m) => timed("put", m.put_many(entries)).await,
         };
         tally.round_trip();
         if self.ok_or_log(Kind::List, result).is_some() {
-            self.stats.kind(Kind::List).fills.fetch_add(n, Relaxed);
+            self.stats.add(Kind::List, Event::Fill, n);
         }
     }
 
@@ -221,8 +217,8 @@ impl Cache {
     pub async fn clear(&self) -> Result<Option<u64>, CacheError> {
         match &self.store {
             Store::None => Ok(None),
-            Store::Redis(r) => r.bump_epoch().await.map(Some),
-            Store::Memory(m) => m.bump_epoch().await.map(Some),
+            Store::Redis(r) => timed("clear", r.bump_epoch()).await.map(Some),
+            Store::Memory(m) => timed("clear", m.bump_epoch()).await.map(Some),
         }
     }
 
@@ -251,7 +247,7 @@ impl Cache {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.stats.kind(kind).errors.fetch_add(1, Relaxed);
+                self.stats.add(kind, Event::Error, 1);
                 self.log_error(&e);
                 None
             }
@@ -275,6 +271,17 @@ impl Cache {
             tracing::warn!(error = %e, "cache unavailable; serving from the database");
         }
     }
+}
+
+/// Runs one store command, recording its latency and outcome.
+async fn timed<T>(
+    op: &'static str,
+    command: impl Future<Output = Result<T, CacheError>>,
+) -> Result<T, CacheError> {
+    let started = std::time::Instant::now();
+    let result = command.await;
+    crate::metrics::cache_command(op, started.elapsed().as_secs_f64(), result.is_ok());
+    result
 }
 
 /// Shared by every store: a TTL spread by +-`percent`, at least 1 ms.

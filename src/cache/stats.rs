@@ -42,6 +42,30 @@ pub struct KindCounters {
     pub invalidations: AtomicU64,
 }
 
+/// A countable cache event; also the `event` label of `cache_events_total`.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    Hit,
+    Miss,
+    Error,
+    Fill,
+    FillRejected,
+    Invalidation,
+}
+
+impl Event {
+    fn as_str(self) -> &'static str {
+        match self {
+            Event::Hit => "hit",
+            Event::Miss => "miss",
+            Event::Error => "error",
+            Event::Fill => "fill",
+            Event::FillRejected => "fill_rejected",
+            Event::Invalidation => "invalidation",
+        }
+    }
+}
+
 /// A copy of one kind's counters at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct KindSnapshot {
@@ -75,6 +99,25 @@ pub struct CacheStats {
 impl CacheStats {
     pub fn kind(&self, kind: Kind) -> &KindCounters {
         &self.kinds[kind.index()]
+    }
+
+    /// Counts `n` events: in these counters (for `cacheStats`, resettable) and in the
+    /// Prometheus counters (monotonic, never reset).
+    pub fn add(&self, kind: Kind, event: Event, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let c = self.kind(kind);
+        let counter = match event {
+            Event::Hit => &c.hits,
+            Event::Miss => &c.misses,
+            Event::Error => &c.errors,
+            Event::Fill => &c.fills,
+            Event::FillRejected => &c.fills_rejected,
+            Event::Invalidation => &c.invalidations,
+        };
+        counter.fetch_add(n, Relaxed);
+        crate::metrics::cache_event(kind.as_str(), event.as_str(), n);
     }
 
     pub fn snapshot(&self) -> Vec<KindSnapshot> {

@@ -92,9 +92,18 @@ impl Catalog {
         self.inner.sql_total.load(Relaxed)
     }
 
-    /// Counts one SQL statement against the request and the process.
-    fn sql(&self, tally: &RequestTally) {
+    /// Runs one read statement, counting it against the request and the process and
+    /// timing it for the metrics.
+    async fn read_sql<T>(
+        &self,
+        tally: &RequestTally,
+        statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
+    ) -> Result<T, sea_orm::DbErr> {
         tally.sql();
         self.inner.sql_total.fetch_add(1, Relaxed);
+        let started = std::time::Instant::now();
+        let result = statement.await;
+        crate::metrics::sql_statement("read", started.elapsed().as_secs_f64());
+        result
     }
 }

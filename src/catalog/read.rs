@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     cache::{
-        Fill, Kind, RequestTally,
+        Event, Fill, Kind, RequestTally,
         entry::{self, Entry},
     },
     config::CacheTtls,
@@ -138,13 +138,8 @@ impl Catalog {
             None => missed.extend_from_slice(ids),
         }
         let hits = (ids.len() - missed.len()) as u64;
-        let counters = cache.stats.kind(T::KIND);
-        counters
-            .hits
-            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .misses
-            .fetch_add(missed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        cache.stats.add(T::KIND, Event::Hit, hits);
+        cache.stats.add(T::KIND, Event::Miss, missed.len() as u64);
         if snapshot.is_some() || cache.is_enabled() {
             tally.hit(T::KIND, hits);
             tally.miss(T::KIND, missed.len() as u64);
@@ -180,8 +175,7 @@ impl Catalog {
         tally: Arc<RequestTally>,
     ) -> Outcome<T> {
         let _ = clock.query_started.set(Instant::now());
-        self.sql(&tally);
-        let rows = T::fetch(&self, ids.clone()).await;
+        let rows = self.read_sql(&tally, T::fetch(&self, ids.clone())).await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
@@ -258,10 +252,12 @@ impl Catalog {
         q: &ProductQuery,
         tally: &RequestTally,
     ) -> Result<ListPage, AppError> {
-        self.sql(tally);
-        let (ids, has_next) = queries::product_page_ids(self.db(), q).await?;
-        self.sql(tally);
-        let total = queries::product_count(self.db(), &q.filter).await?;
+        let (ids, has_next) = self
+            .read_sql(tally, queries::product_page_ids(self.db(), q))
+            .await?;
+        let total = self
+            .read_sql(tally, queries::product_count(self.db(), &q.filter))
+            .await?;
         Ok(ListPage {
             ids,
             total,
@@ -273,8 +269,9 @@ impl Catalog {
     pub async fn category_counts(&self, tally: &RequestTally) -> Result<CategoryCounts, AppError> {
         let mut pages = self
             .lists(&["categories".to_string()], tally, |_| async move {
-                self.sql(tally);
-                let rows = queries::category_counts(self.db()).await?;
+                let rows = self
+                    .read_sql(tally, queries::category_counts(self.db()))
+                    .await?;
                 Ok(CategoryCounts {
                     entries: rows
                         .into_iter()
@@ -337,13 +334,8 @@ impl Catalog {
                 }
             }
         }
-        let counters = cache.stats.kind(Kind::List);
-        counters
-            .hits
-            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .misses
-            .fetch_add(misses, std::sync::atomic::Ordering::Relaxed);
+        cache.stats.add(Kind::List, Event::Hit, hits);
+        cache.stats.add(Kind::List, Event::Miss, misses);
         if cache.is_enabled() {
             tally.hit(Kind::List, hits);
             tally.miss(Kind::List, misses);

@@ -45,8 +45,9 @@ impl Media {
     }
 }
 
-/// `Accept` negotiation: graphql-response+json when listed first among what we offer,
-/// `application/json` for legacy clients (and when no Accept is sent), else none.
+/// `Accept` negotiation: `application/graphql-response+json` when the client names it
+/// with the highest weight; `application/json` for legacy clients, wildcards and no
+/// Accept at all; none (406) when neither is acceptable.
 fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Some(Media::Json);
@@ -60,8 +61,9 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
             .and_then(|q| q.parse::<f32>().ok())
             .unwrap_or(1.0);
         let candidate = match media.as_str() {
-            GRAPHQL_RESPONSE_JSON | "application/*" | "*/*" => Some(Media::GraphQLResponse),
-            JSON => Some(Media::Json),
+            GRAPHQL_RESPONSE_JSON => Some(Media::GraphQLResponse),
+            // Wildcards get the legacy type: clients that name nothing are legacy clients.
+            JSON | "application/*" | "*/*" => Some(Media::Json),
             _ => None,
         };
         if let Some(m) = candidate
@@ -125,6 +127,13 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
                 StatusCode::BAD_REQUEST,
                 media,
                 "batched requests are not supported",
+            );
+        }
+        Ok(v @ serde_json::Value::Object(_)) if !v.get("query").is_some_and(|q| q.is_string()) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                "the query parameter is missing or not a string",
             );
         }
         Ok(v @ serde_json::Value::Object(_)) => {
@@ -254,6 +263,7 @@ async fn execute(
 ) -> Response {
     let ctx = RequestContext::new(&state.catalog, is_admin(headers, &state.admin_token));
     let tally = ctx.tally.clone();
+    let operation = request.operation_name.clone();
     // Dropping the future on timeout cancels the work (queries, loaders) at its next await.
     let execution = tokio::time::timeout(
         state.config.request_timeout,
@@ -262,6 +272,7 @@ async fn execute(
             .execute(request.data(ctx).data(state.schema.clone())),
     );
     let Ok(mut response) = execution.await else {
+        crate::metrics::graphql_operation(operation.as_deref(), false);
         let mut resp = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             media,
@@ -271,20 +282,32 @@ async fn execute(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return resp;
     };
+    crate::metrics::graphql_operation(operation.as_deref(), response.errors.is_empty());
     response.extensions.insert(
         "cache".into(),
         Value::from_json(tally.to_json()).unwrap_or(Value::Null),
     );
     // A request error (parse, validation) has no data; graphql-response+json says 400.
-    let request_error = response.data == Value::Null && !response.errors.is_empty();
+    // A request error (parse or validation) fails before execution: no error has a path.
+    // The spec says `data` is then absent, and graphql-response+json says 400.
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
     let status = if request_error && media == Media::GraphQLResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
     mask_request_errors(&mut response.errors);
-    let body = serde_json::to_string(&response)
-        .unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
+    let body = match serde_json::to_value(&response) {
+        Ok(mut json) => {
+            if request_error && let Some(obj) = json.as_object_mut() {
+                obj.remove("data");
+            }
+            json.to_string()
+        }
+        Err(_) => r#"{"errors":[{"message":"internal error"}]}"#.into(),
+    };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(

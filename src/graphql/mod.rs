@@ -31,7 +31,8 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
-            max_depth: 12,
+            // The introspection query of graphql-js (GraphiQL, codegen) is 15 deep.
+            max_depth: 15,
             max_complexity: 5_000,
             introspection: true,
         }
@@ -57,6 +58,7 @@ pub fn sdl() -> String {
         SDLExportOptions::new()
             .sorted_fields()
             .sorted_arguments()
-            .sorted_enum_items(),
+            .sorted_enum_items()
+            .include_specified_by(),
     )
 }

@@ -50,3 +50,97 @@ async fn cache_performance_on_an_empty_catalog_is_a_clear_error() {
         .await;
     assert_eq!(r.code(), Some("BAD_USER_INPUT"));
 }
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
+    let app = spawn_app(&Backend::Embedded).await;
+    let id = app.create("Tea", "1.00", "C", 1).await;
+    app.product(&id).await.ok();
+    app.product(&id).await.ok();
+    let resp = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    // Counters are process-wide (tests share the process), so check lower bounds.
+    assert!(
+        value(
+            "http_requests_total",
+            &[("route", "/graphql"), ("status", "200")]
+        ) >= 3.0
+    );
+    assert!(
+        value(
+            "cache_events_total",
+            &[("kind", "product"), ("event", "hit")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            "cache_events_total",
+            &[("kind", "product"), ("event", "fill")]
+        ) >= 1.0
+    );
+    assert!(value("db_statements_total", &[("kind", "read")]) >= 1.0);
+    assert!(value("graphql_operations_total", &[("outcome", "ok")]) >= 3.0);
+    assert_eq!(value("larder_build_info", &[]), 1.0);
+    for name in [
+        "http_request_duration_seconds",
+        "cache_command_duration_seconds",
+        "db_statement_duration_seconds",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing"
+        );
+    }
+    // Labels come from a fixed set of names; none carries an id or query text.
+    let allowed = [
+        "route",
+        "method",
+        "status",
+        "kind",
+        "event",
+        "op",
+        "outcome",
+        "operation",
+        "state",
+        "backend",
+        "version",
+        "le",
+        "quantile",
+    ];
+    for s in &scrape.samples {
+        for (k, v) in s.labels.iter() {
+            assert!(
+                allowed.contains(&k.as_str()),
+                "unexpected label {k}={v} on {}",
+                s.metric
+            );
+        }
+    }
+    assert!(!text.contains("product(id"));
+}

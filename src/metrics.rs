@@ -1,0 +1,138 @@
+//! Prometheus metrics at `/metrics`: HTTP requests and latency by route and status,
+//! GraphQL operations by name and outcome, cache lookups / errors / fills /
+//! invalidations by entity kind and command latency, SQL statements and latency, the
+//! database pool, and build info. Every label has a bounded set of values: routes are
+//! matched paths, operation names are capped, no ids or query text ever become labels.
+use std::{
+    collections::HashSet,
+    sync::{Mutex, OnceLock},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sea_orm::DbBackend;
+
+use crate::app::AppState;
+
+const BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+/// At most this many distinct GraphQL operation names become label values.
+const MAX_OPERATION_NAMES: usize = 100;
+
+/// Installs the process-wide recorder once (tests start several apps in one process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let handle = match builder.install_recorder() {
+            Ok(h) => h,
+            // Another recorder is installed: keep a private one so /metrics still renders.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        };
+        gauge!("larder_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// Middleware: counts and times every HTTP request by matched route and status.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    counter!("http_requests_total", &labels).increment(1);
+    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let db = state.catalog.db();
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        _ => (0, 0),
+    };
+    gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+    gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    let cache = state.catalog.cache();
+    gauge!("cache_connected", "backend" => cache.backend()).set(if cache.is_connected() {
+        1.0
+    } else {
+        0.0
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle().render(),
+    )
+}
+
+/// A GraphQL operation finished: `name` is the client's operation name (capped to a
+/// bounded set, the rest counted as `other`), `outcome` is `ok` or `error`.
+pub fn graphql_operation(name: Option<&str>, ok: bool) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let name = match name {
+        None => "anonymous".to_string(),
+        Some(n) if n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            let mut seen = SEEN
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if seen.contains(n) || seen.len() < MAX_OPERATION_NAMES {
+                seen.insert(n.to_string());
+                n.to_string()
+            } else {
+                "other".to_string()
+            }
+        }
+        Some(_) => "other".to_string(),
+    };
+    let outcome = if ok { "ok" } else { "error" };
+    counter!("graphql_operations_total", "operation" => name, "outcome" => outcome).increment(1);
+}
+
+/// One SQL statement of `kind` (`read` or `write`) took `seconds`.
+pub fn sql_statement(kind: &'static str, seconds: f64) {
+    counter!("db_statements_total", "kind" => kind).increment(1);
+    histogram!("db_statement_duration_seconds", "kind" => kind).record(seconds);
+}
+
+/// One cache command `op` took `seconds`.
+pub fn cache_command(op: &'static str, seconds: f64, ok: bool) {
+    counter!("cache_round_trips_total", "op" => op, "outcome" => if ok { "ok" } else { "error" })
+        .increment(1);
+    histogram!("cache_command_duration_seconds", "op" => op).record(seconds);
+}
+
+/// Cache events by entity kind: `hit`, `miss`, `error`, `fill`, `fill_rejected`, `invalidation`.
+pub fn cache_event(kind: &'static str, event: &'static str, n: u64) {
+    if n > 0 {
+        counter!("cache_events_total", "kind" => kind, "event" => event).increment(n);
+    }
+}

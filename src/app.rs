@@ -5,12 +5,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderName, Request, StatusCode},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
 use tokio::net::TcpListener;
 use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
@@ -82,7 +83,8 @@ impl Application {
         };
         let schema = graphql::build_schema(&QueryLimits {
             introspection: config.introspection,
-            ..Default::default()
+            max_depth: config.max_depth,
+            max_complexity: config.max_complexity,
         });
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -155,6 +157,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.body_limit_bytes;
     let timeout = state.config.request_timeout;
+    let cors = cors_layer(&state.config.cors_allow_origins);
     Router::new()
         .route("/graphql", get(graphql::handler::get).post(graphql::handler::post))
         .route("/health", get(health))
@@ -170,7 +173,35 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(cors)
         .with_state(state)
+}
+
+/// CORS is off unless origins are listed: browsers then refuse cross-origin calls.
+fn cors_layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer::util::Identity> {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if allowed.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    tower::util::Either::Left(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-cache"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The process is alive.

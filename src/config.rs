@@ -70,6 +70,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Whether introspection is served (GraphiQL and schema tooling need it).
     pub introspection: bool,
+    /// Deepest selection a query may have.
+    pub max_depth: usize,
+    /// Highest complexity a query may have (every field 1, list fields times `first`).
+    pub max_complexity: usize,
+    /// Origins allowed to call the API from a browser; empty = CORS off.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// A setting that could not be parsed; names the variable.
@@ -123,6 +129,26 @@ impl Config {
             body_limit_bytes: parse(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
             request_timeout: Duration::from_millis(parse(&get, "REQUEST_TIMEOUT_MS", 5_000)?),
             introspection: parse(&get, "INTROSPECTION", true)?,
+            max_depth: match parse(&get, "QUERY_MAX_DEPTH", 15)? {
+                d @ 1..=32 => d,
+                d => {
+                    return Err(ConfigError {
+                        name: "QUERY_MAX_DEPTH",
+                        reason: format!(
+                            "{d} is outside 1..=32 (32 is the parser's recursion limit)"
+                        ),
+                    });
+                }
+            },
+            max_complexity: parse(&get, "QUERY_MAX_COMPLEXITY", 5_000)?,
+            cors_allow_origins: get("CORS_ALLOW_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             database_url,
             redis_url,
             cache_backend,
@@ -198,6 +224,9 @@ impl fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("introspection", &self.introspection)
+            .field("max_depth", &self.max_depth)
+            .field("max_complexity", &self.max_complexity)
+            .field("cors_allow_origins", &self.cors_allow_origins)
             .finish()
     }
 }

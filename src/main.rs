@@ -10,8 +10,26 @@ const USAGE: &str = "usage: larder [serve | schema | seed --products N]
   schema                 print the GraphQL schema (SDL), as checked in at schema.graphql
   seed --products N      append N generated products (batched inserts), then retire cached lists";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Stack of each runtime worker. Executing a GraphQL selection nests futures one level
+/// per field; a debug build overflows 2 MiB (the default) at about 27 levels, and the
+/// parser allows 32. 16 MiB leaves a wide margin in every build.
+const WORKER_STACK: usize = 16 * 1024 * 1024;
+
+fn main() -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK)
+        .build()
+    {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("larder: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     if let ["schema"] = args.as_slice() {

@@ -11,19 +11,16 @@
 //!   (406 when neither is acceptable), carry `extensions.cache` and `x-cache`.
 use std::collections::HashMap;
 
-use async_graphql::{
-    ServerError, Value,
-    parser::{parse_query, types::OperationType},
-};
+use async_graphql::{ServerError, Value, parser::types::OperationType};
 use axum::{
     body::Bytes,
-    extract::{RawQuery, State},
+    extract::{RawQuery, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use subtle::ConstantTimeEq;
 
-use super::loaders::RequestContext;
+use super::{guard, loaders::RequestContext};
 use crate::app::AppState;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -84,6 +81,7 @@ fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
         StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         _ => "BAD_REQUEST",
     };
     let body =
@@ -96,7 +94,11 @@ fn error_response(status: StatusCode, media: Media, message: &str) -> Response {
     resp
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -121,6 +123,18 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             "Content-Type must be application/json",
         );
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let message = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    "the request body is larger than the server accepts".to_string()
+                }
+                _ => rejection.body_text(),
+            };
+            return error_response(rejection.status(), media, &message);
+        }
+    };
     let request = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Array(_)) => {
             return error_response(
@@ -163,7 +177,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
-    execute(&state, &headers, request, media).await
+    execute(&state, &headers, request, media, false).await
 }
 
 pub async fn get(
@@ -218,8 +232,10 @@ pub async fn get(
         }
     }
     // A GET must never change anything: refuse mutations before executing.
-    if let Ok(doc) = parse_query(&request.query) {
-        let is_mutation = match &request.operation_name {
+    let operation_name = request.operation_name.clone();
+    let nesting_ok = guard::check_nesting(&request.query, guard::MAX_NESTING).is_ok();
+    if let Some(doc) = nesting_ok.then(|| request.parsed_query().ok()).flatten() {
+        let is_mutation = match &operation_name {
             Some(name) => doc.operations.iter().any(|(n, op)| {
                 n.map(|n| n.as_str()) == Some(name.as_str())
                     && op.node.ty == OperationType::Mutation
@@ -243,7 +259,7 @@ pub async fn get(
             return resp;
         }
     }
-    execute(&state, &headers, request, media).await
+    execute(&state, &headers, request, media, true).await
 }
 
 /// Whether the request carries the admin bearer token (constant-time comparison).
@@ -258,9 +274,32 @@ fn is_admin(headers: &HeaderMap, token: &str) -> bool {
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     media: Media,
+    is_get: bool,
 ) -> Response {
+    // Parsed once here (after a linear nesting scan that keeps the recursive parser's
+    // stack bounded); async-graphql reuses the parsed document.
+    let checked = guard::check_nesting(&request.query, guard::MAX_NESTING).and_then(|()| {
+        match request.parsed_query() {
+            Ok(doc) => guard::check_expansion(doc, guard::MAX_EXPANDED_FIELDS),
+            Err(_) => Ok(()), // async-graphql reports the parse error itself
+        }
+    });
+    if let Err(message) = checked {
+        let status = if media == Media::GraphQLResponse {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" } }] });
+        let mut resp = (status, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.content_type()),
+        );
+        return resp;
+    }
     let ctx = RequestContext::new(&state.catalog, is_admin(headers, &state.admin_token));
     let tally = ctx.tally.clone();
     let operation = request.operation_name.clone();
@@ -298,7 +337,20 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    mask_request_errors(&mut response.errors);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    mask_errors(&mut response.errors, request_id);
+    // HTTP caching only for GET queries that succeeded and touched only hinted types;
+    // POST, mutations (POST only) and errors are never stored.
+    let cache_control = match response.cache_control.value() {
+        Some(v) if is_get && response.errors.is_empty() && v.starts_with("max-age") => {
+            HeaderValue::from_str(&format!("public, {v}"))
+                .unwrap_or(HeaderValue::from_static("no-store"))
+        }
+        _ => HeaderValue::from_static("no-store"),
+    };
     let body = match serde_json::to_value(&response) {
         Ok(mut json) => {
             if request_error && let Some(obj) = json.as_object_mut() {
@@ -315,36 +367,47 @@ async fn execute(
         HeaderValue::from_static(media.content_type()),
     );
     h.insert("x-cache", HeaderValue::from_static(tally.header()));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CACHE_CONTROL, cache_control);
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
     resp
 }
 
+/// Internal errors get the request id, which tags the server's log lines about them.
 /// Errors without a code come from async-graphql itself: parse and validation errors
 /// (no path), input coercion errors (with a path), and anything unexpected. The first
 /// two get a code; the last is masked, since its text may name internals.
-fn mask_request_errors(errors: &mut [ServerError]) {
+fn mask_errors(errors: &mut [ServerError], request_id: &str) {
     for e in errors {
-        let has_code = e
-            .extensions
-            .as_ref()
-            .is_some_and(|x| x.get("code").is_some());
-        if has_code {
-            continue;
-        }
-        let code = if e.path.is_empty() {
-            "GRAPHQL_VALIDATION_FAILED"
-        } else if e.message.starts_with("Failed to parse") || e.message.starts_with("Invalid value")
-        {
-            "BAD_USER_INPUT"
-        } else {
-            tracing::error!(error = %e.message, "unexpected resolver error");
-            e.message =
-                "internal error; the server log has the details under this request's id".into();
-            "INTERNAL_SERVER_ERROR"
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        let code = match ext.get("code") {
+            Some(Value::String(code)) => code.clone(),
+            _ if e.path.is_empty() => "GRAPHQL_VALIDATION_FAILED".into(),
+            // async-graphql's own input errors: argument and variable coercion.
+            _ if [
+                "Failed to parse",
+                "Invalid value",
+                "Variable ",
+                "Expected input type",
+            ]
+            .iter()
+            .any(|p| e.message.starts_with(p)) =>
+            {
+                "BAD_USER_INPUT".into()
+            }
+            _ => {
+                tracing::error!(error = %e.message, "unexpected resolver error");
+                e.message =
+                    "internal error; the server log has the details under this request's id".into();
+                "INTERNAL_SERVER_ERROR".into()
+            }
         };
-        e.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
+        if code == "INTERNAL_SERVER_ERROR" {
+            ext.set("requestId", request_id);
+        }
+        ext.set("code", code);
     }
 }
 

@@ -7,6 +7,8 @@
 //! - `performance`: the `cachePerformance` comparison.
 //! - `loaders`: per-request DataLoaders and `RequestContext`.
 //! - `handler`: POST/GET `/graphql`, GraphiQL, `extensions.cache`, `x-cache`.
+//! - `guard`: the fragment-expansion check that runs before async-graphql's.
+pub mod guard;
 pub mod handler;
 pub mod loaders;
 pub mod mutation;

@@ -22,6 +22,7 @@ impl Query {
     }
 
     /// Products in the order of `ids`, null for each id that does not exist (at most 100 ids).
+    #[graphql(complexity = "ids.len().max(1) * child_complexity")]
     async fn products_by_ids(
         &self,
         ctx: &Context<'_>,
@@ -45,6 +46,7 @@ impl Query {
     }
 
     /// A page of products: filtered, ordered, cursor-paginated (`first` at most 100).
+    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -57,7 +59,8 @@ impl Query {
         ProductConnection::load(ctx, filter, order_by, first, after).await
     }
 
-    /// Every category, by name.
+    /// Every category, by name. (Counted as 20 categories in a query's complexity.)
+    #[graphql(complexity = "20 * child_complexity")]
     async fn categories(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
         let req = request(ctx)?;
         let counts = req.category_counts().await?;
@@ -80,6 +83,7 @@ impl Query {
 
     /// Runs a read scenario `iterations` times through the cache (warm) and with the
     /// cache bypassed, and compares latency (milliseconds) and work per run.
+    #[graphql(cache_control(no_cache))]
     async fn cache_performance(
         &self,
         ctx: &Context<'_>,
@@ -90,6 +94,7 @@ impl Query {
     }
 
     /// Cache counters since start (or the last reset) and the backend's state.
+    #[graphql(cache_control(no_cache))]
     async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStatsView> {
         Ok(CacheStatsView::read(&request(ctx)?.catalog).await)
     }

@@ -32,8 +32,9 @@ pub fn parse_id(field: &'static str, id: &ID) -> Result<i32, AppError> {
 
 pub struct Product(pub model::Product);
 
+// The max-age hints become `Cache-Control` on GET query responses (handler.rs).
 /// A product of the catalog.
-#[Object]
+#[Object(cache_control(max_age = 10))]
 impl Product {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -81,7 +82,7 @@ impl Product {
 pub struct Category(pub model::Category);
 
 /// A product category; created when a product first names it.
-#[Object]
+#[Object(cache_control(max_age = 30))]
 impl Category {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -102,6 +103,7 @@ impl Category {
             .unwrap_or(0))
     }
     /// This category's products, as a connection.
+    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -243,7 +245,7 @@ pub struct ProductEdge {
 /// A page of products (Relay connection). The page's ids come from the list cache, the
 /// products themselves from the item cache, so a page never shows a stale product.
 #[derive(SimpleObject)]
-#[graphql(complex)]
+#[graphql(complex, cache_control(max_age = 10))]
 pub struct ProductConnection {
     pub edges: Vec<ProductEdge>,
     pub page_info: PageInfo,

@@ -1,8 +1,10 @@
 //! larder's integration tests: one test binary (one link step) with a module per area.
 //! Every test starts real servers with `helpers::spawn_app`.
 mod cache;
+mod fuzz;
 mod helpers;
 mod http;
+mod limits;
 mod measure;
 mod products;
 mod schema;

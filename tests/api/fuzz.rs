@@ -1,0 +1,230 @@
+//! Generated hostile input: thousands of malformed and hostile queries and variables,
+//! by POST and GET, with and without the admin token. Every answer must be valid JSON
+//! with a documented status, no error may be internal, and the server must stay up.
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TOKEN, spawn_app};
+
+/// splitmix64: deterministic, so a failure reproduces from its case number.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const SEEDS: &[&str] = &[
+    "{ product(id: \"1\") { id name price category { name } } }",
+    "query($id: ID!) { product(id: $id) { name } }",
+    "{ products(first: 5, filter: { search: \"a\", minPrice: \"1\" }, orderBy: { field: PRICE, direction: DESC }) { totalCount edges { cursor node { name } } pageInfo { endCursor } } }",
+    "query($f: ProductFilter, $n: Int!, $a: String) { products(filter: $f, first: $n, after: $a) { nodes { id } } }",
+    "{ categories { name productCount products(first: 2) { nodes { name } } } }",
+    "query($ids: [ID!]!) { productsByIds(ids: $ids) { id } }",
+    "mutation($i: CreateProductInput!) { createProduct(input: $i) { id } }",
+    "mutation($id: ID!, $i: UpdateProductInput!) { updateProduct(id: $id, input: $i) { version } }",
+    "mutation { deleteProduct(id: \"999999\") { id } }",
+    "{ cacheStats { hits entities { kind } } }",
+    "{ __schema { types { name fields { name } } } }",
+    "fragment F on Product { name } { product(id: \"1\") { ...F } }",
+];
+
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ":",
+    "$",
+    "!",
+    "...",
+    "@include(if: true)",
+    "@skip",
+    "\"",
+    "\"\"\"",
+    "#",
+    "\n",
+    "query",
+    "mutation",
+    "subscription",
+    "fragment",
+    "on",
+    "null",
+    "true",
+    "-1",
+    "1e309",
+    "99999999999999999999",
+    "product",
+    "products",
+    "__typename",
+    "__schema",
+    "id",
+    "first:",
+    "after:",
+    "\\u0000",
+    "é",
+    "😀",
+    "\u{0}",
+    ",",
+];
+
+fn mutate(rng: &mut Rng, base: &str) -> String {
+    let mut s: Vec<char> = base.chars().collect();
+    for _ in 0..1 + rng.below(6) {
+        match rng.below(6) {
+            0 if !s.is_empty() => {
+                let at = rng.below(s.len());
+                s.remove(at);
+            }
+            1 => {
+                let at = rng.below(s.len() + 1);
+                for (k, c) in rng.pick(TOKENS).chars().enumerate() {
+                    s.insert(at + k, c);
+                }
+            }
+            2 if !s.is_empty() => {
+                let at = rng.below(s.len());
+                s.truncate(at);
+            }
+            3 => {
+                let n = 1 + rng.below(200);
+                let open = *rng.pick(&["{", "[", "("]);
+                s.splice(0..0, open.repeat(n).chars());
+            }
+            4 if !s.is_empty() => {
+                let at = rng.below(s.len());
+                s[at] = char::from_u32(rng.below(0x2FFFF) as u32).unwrap_or('?');
+            }
+            _ => s.extend(base.chars()),
+        }
+    }
+    s.into_iter().collect()
+}
+
+fn value(rng: &mut Rng, depth: usize) -> Value {
+    match rng.below(if depth > 3 { 6 } else { 9 }) {
+        0 => Value::Null,
+        1 => json!(rng.next() as i64),
+        2 => json!(f64::from_bits(rng.next())),
+        3 => json!(
+            rng.pick(&[
+                "",
+                "1",
+                "abc",
+                "-5",
+                "1.999",
+                "9".repeat(400).as_str(),
+                "<img src=x onerror=alert(1)>",
+                "\u{0}"
+            ])
+            .to_string()
+        ),
+        4 => json!(rng.below(2) == 0),
+        5 => json!("x".repeat(rng.below(3000))),
+        6 => Value::Array((0..rng.below(5)).map(|_| value(rng, depth + 1)).collect()),
+        _ => {
+            let keys = [
+                "name",
+                "price",
+                "category",
+                "stockQuantity",
+                "description",
+                "search",
+                "minPrice",
+                "categoryId",
+                "inStock",
+                "zzz",
+            ];
+            Value::Object(
+                (0..rng.below(6))
+                    .map(|_| (rng.pick(&keys).to_string(), value(rng, depth + 1)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn variables(rng: &mut Rng) -> Value {
+    let names = ["id", "i", "f", "n", "a", "ids", "x"];
+    Value::Object(
+        (0..rng.below(5))
+            .map(|_| (rng.pick(&names).to_string(), value(rng, 0)))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn thousands_of_hostile_requests_get_json_answers_and_never_an_internal_error() {
+    let app = spawn_app(&Backend::Embedded).await;
+    app.create("Seed", "1.00", "C", 1).await;
+    let url = format!("{}/graphql", app.base);
+    let mut rng = Rng(0x001a_2de4);
+    let allowed = [200u16, 400, 405, 406, 413, 415];
+    for case in 0..3000 {
+        let query = match rng.below(4) {
+            0 => (0..1 + rng.below(40))
+                .map(|_| *rng.pick(TOKENS))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => {
+                let base = *rng.pick(SEEDS);
+                mutate(&mut rng, base)
+            }
+        };
+        let vars = variables(&mut rng);
+        let admin = rng.below(2) == 0;
+        let req = match rng.below(5) {
+            0 => app.client.get(&url).query(&[("query", query.as_str()), ("variables", &vars.to_string())]),
+            1 => app.client.post(&url).header("content-type", "application/json").body(mutate(&mut rng, &json!({ "query": query }).to_string())),
+            _ => app.client.post(&url).json(&json!({ "query": query, "variables": vars, "operationName": if rng.below(8) == 0 { json!("Nope") } else { Value::Null } })),
+        };
+        let req = if admin { req.bearer_auth(TOKEN) } else { req };
+        let req = match rng.below(6) {
+            0 => req.header("accept", "application/graphql-response+json"),
+            1 => req.header(
+                "accept",
+                *rng.pick(&["text/html", "application/*", "image/png", "*/*;q=0"]),
+            ),
+            _ => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("case {case}: no answer: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(
+            allowed.contains(&status),
+            "case {case}: status {status} for {query:?}: {text}"
+        );
+        if text.trim_start().starts_with('<') {
+            // GraphiQL for a browser GET without a query: the one HTML answer.
+            assert!(
+                text.contains("GraphiQL") || text.contains("graphiql"),
+                "case {case}"
+            );
+            continue;
+        }
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("case {case}: not JSON ({status}): {text}"));
+        assert!(body.is_object(), "case {case}: {text}");
+        assert!(
+            !text.contains("INTERNAL_SERVER_ERROR"),
+            "case {case}: internal error for {query:?} / {vars}: {text}"
+        );
+    }
+    let r = app.gql("{ products { totalCount } }", json!({})).await;
+    assert!(r.ok()["products"]["totalCount"].as_u64().unwrap() >= 1);
+}

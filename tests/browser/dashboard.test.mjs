@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -200,6 +200,14 @@ async function createProduct(page, { name, description = '', price, category, st
 
 // ---------------------------------------------------------------- scenarios
 
+test('no dashboard module parses strings as HTML', async () => {
+  const dir = path.join(ROOT, 'frontend');
+  for (const file of (await readdir(dir)).filter((f) => f.endsWith('.js'))) {
+    const text = await readFile(path.join(dir, file), 'utf8');
+    assert.doesNotMatch(text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser/, file);
+  }
+});
+
 test('a second load of the same page comes from the cache, timed in ms', async () => {
   const { page, close } = await openDashboard();
   const first = await page.evaluate(() => document.querySelector('#load-meta .source dd').textContent);
@@ -293,6 +301,7 @@ test('create a product, find it, edit it with an inline error first, then delete
   assert.match(await page.textContent('#toast'), /Deleted/);
   await page.waitForSelector('#products-empty', { state: 'visible' });
   assert.deepEqual(await rowNames(page), []);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'products', 'the focus was lost');
   await close();
 });
 

@@ -63,7 +63,12 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         crate::metrics::handle();
-        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let db = db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_timeout,
+        )
+        .await?;
         let cache = Cache::new(
             config.cache_backend,
             config.redis_url.as_deref(),
@@ -72,6 +77,9 @@ impl Application {
             config.cache_timeout,
         )?;
         let catalog = Catalog::new(db, Arc::new(cache));
+        if catalog.cache().backend() == "redis" {
+            catalog.spawn_outbox_replayer();
+        }
         if config.seed_demo {
             seed::demo_if_empty(&catalog)
                 .await

@@ -48,6 +48,8 @@ pub struct Config {
     pub database_url: String,
     /// Upper bound of the database connection pool.
     pub db_max_connections: u32,
+    /// Longest wait to open or borrow a database connection.
+    pub db_timeout: Duration,
     /// Redis/Valkey URL; unset means no Redis.
     pub redis_url: Option<String>,
     /// The backend chosen from `CACHE_BACKEND` and the URLs (see `resolve_backend`).
@@ -105,6 +107,7 @@ impl Config {
         Ok(Self {
             bind_addr: parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", 10)?,
+            db_timeout: Duration::from_millis(parse(&get, "DB_TIMEOUT_MS", 750)?),
             cache_prefix: get("CACHE_PREFIX").unwrap_or_else(|| "larder:".into()),
             cache_ttls: CacheTtls {
                 product: Duration::from_secs(parse(&get, "CACHE_TTL_PRODUCT_SECS", 600)?),
@@ -210,6 +213,7 @@ impl fmt::Debug for Config {
             .field("bind_addr", &self.bind_addr)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_max_connections", &self.db_max_connections)
+            .field("db_timeout", &self.db_timeout)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("cache_backend", &self.cache_backend)
             .field("cache_prefix", &self.cache_prefix)

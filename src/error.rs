@@ -18,6 +18,8 @@ pub enum AppError {
     NotFound { entity: &'static str, id: String },
     /// A mutation without a valid admin token.
     Unauthenticated,
+    /// The database cannot be reached (down, or no connection free in time).
+    Unavailable,
     /// The database failed; the text stays in the logs.
     Database(sea_orm::DbErr),
     /// Anything else that should not happen.
@@ -26,7 +28,35 @@ pub enum AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
-        Self::Database(e)
+        if db_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable
+        } else {
+            Self::Database(e)
+        }
+    }
+}
+
+/// Whether a database error means "cannot reach it now" rather than "this failed":
+/// no connection in time, a broken connection, or Postgres refusing connections
+/// (SQLSTATE class 08, connection exception; 57P, operator intervention).
+pub fn db_unavailable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+            match &**s {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 
@@ -51,6 +81,7 @@ impl AppError {
             Self::BadInput { .. } => "BAD_USER_INPUT",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Unavailable => "DATABASE_UNAVAILABLE",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -67,6 +98,7 @@ impl AppError {
             Self::Unauthenticated => {
                 "a valid admin token is required: send `Authorization: Bearer <token>`".into()
             }
+            Self::Unavailable => "the database is unavailable; try again shortly".into(),
             Self::Database(_) | Self::Internal(_) => {
                 "internal error; the server log has the details under this request's id".into()
             }

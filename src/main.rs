@@ -78,9 +78,13 @@ async fn serve(config: Config) -> Result<(), String> {
 
 async fn seed(config: Config, products: u64) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let db = db::connect(&config.database_url, config.db_max_connections)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = db::connect(
+        &config.database_url,
+        config.db_max_connections,
+        config.db_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let cache = Cache::new(
         config.cache_backend,
         config.redis_url.as_deref(),

@@ -140,6 +140,13 @@ impl MemoryStore {
         Ok(self.epoch.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
+    #[cfg(feature = "test-hooks")]
+    pub async fn remove_for_test(&self, keys: &[String]) {
+        for k in keys {
+            self.entries.invalidate(k).await;
+        }
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }

@@ -213,6 +213,24 @@ impl Cache {
         }
     }
 
+    /// Test-only: the naive invalidation, a plain delete of `keys` and a generation bump.
+    #[cfg(feature = "test-hooks")]
+    pub async fn delete_for_test(&self, keys: Vec<String>) -> Result<(), CacheError> {
+        use fred::interfaces::KeysInterface;
+        match &self.store {
+            Store::None => {}
+            Store::Redis(r) => {
+                r.client().del::<(), _>(keys).await?;
+                r.mark(&[]).await?;
+            }
+            Store::Memory(m) => {
+                m.remove_for_test(&keys).await;
+                m.mark(&[]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes every entry of this app unreachable at once (O(1)); tombstones stay in force.
     pub async fn clear(&self) -> Result<Option<u64>, CacheError> {
         match &self.store {

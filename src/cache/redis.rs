@@ -1,9 +1,13 @@
 //! The Redis/Valkey store through fred, configured as a cache rather than a database:
 //! connect in the background and retry forever with exponential backoff, a short
 //! command timeout, no command retries, a bounded command buffer, detection of
-//! unresponsive connections, and an instant "unavailable" while disconnected, so a
-//! dead Redis costs a request nothing but a database read.
-use std::time::Duration;
+//! unresponsive connections, an instant "unavailable" while disconnected, and a short
+//! circuit breaker after a timeout, so a dead or stalled Redis costs a request at most
+//! one timeout on top of its database read.
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::{Duration, Instant},
+};
 
 use fred::{
     prelude::*,
@@ -70,7 +74,15 @@ pub struct RedisStore {
     fill: Script,
     mark: Script,
     timeout: Duration,
+    /// Circuit breaker: after a timeout, every command fails at once until this
+    /// instant (milliseconds since `epoch`), so one stalled Redis costs each request
+    /// at most one timeout instead of one per cache command.
+    open_until_ms: AtomicU64,
+    epoch: Instant,
 }
+
+/// How long the breaker stays open after a timeout.
+const BREAKER_OPEN: Duration = Duration::from_millis(250);
 
 impl RedisStore {
     /// Builds the client and starts connecting in the background; never waits for Redis.
@@ -103,6 +115,8 @@ impl RedisStore {
             fill: Script::from_lua(FILL_LUA),
             mark: Script::from_lua(MARK_LUA),
             timeout,
+            open_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         store.seed_generation_on_connect();
         Ok(store)
@@ -135,12 +149,17 @@ impl RedisStore {
         &self,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
-        if !self.client.is_connected() {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        if !self.client.is_connected() || now_ms < self.open_until_ms.load(Relaxed) {
             return Err(CacheError::Unavailable);
         }
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(CacheError::Timeout),
+            Err(_) => {
+                let until = self.epoch.elapsed() + BREAKER_OPEN;
+                self.open_until_ms.store(until.as_millis() as u64, Relaxed);
+                Err(CacheError::Timeout)
+            }
         }
     }
 

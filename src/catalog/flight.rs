@@ -30,8 +30,17 @@ pub type Stamp = Option<(u64, u64)>;
 
 /// Rows found by one flight, by id (ids not in the map do not exist).
 pub type Found<T> = Arc<HashMap<i32, T>>;
-/// A flight's outcome; the error is already logged, followers only need to fail.
-pub type Outcome<T> = Result<Found<T>, ()>;
+/// Why a flight failed (already logged); followers fail the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadFailure {
+    /// The database could not be reached.
+    Unavailable,
+    /// Anything else.
+    Internal,
+}
+
+/// A flight's outcome.
+pub type Outcome<T> = Result<Found<T>, LoadFailure>;
 
 /// Marks kept by a flight as it runs.
 #[derive(Default)]

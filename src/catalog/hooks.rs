@@ -1,14 +1,18 @@
 //! Test-only fault points. With the `test-hooks` feature (enabled for the test suite
 //! only) a test can pause a cache fill between the database read and the write to the
-//! cache, to drive the reader/writer race deterministically. Without the feature these
-//! are no-ops that compile away.
+//! cache (to drive the reader/writer race deterministically, or to widen it at random),
+//! and switch invalidation to a plain delete after commit (the broken protocol the
+//! consistency checker must catch). Without the feature none of this exists.
 use crate::cache::Kind;
 
 #[cfg(feature = "test-hooks")]
 mod enabled {
     use super::Kind;
     use futures::future::BoxFuture;
-    use std::sync::{Arc, Mutex};
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
 
     /// Called with the entity kind after a database read, before its cache fill.
     pub type BeforeFill = Arc<dyn Fn(Kind) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -16,14 +20,40 @@ mod enabled {
     #[derive(Default)]
     pub struct Hooks {
         before_fill: Mutex<Option<BeforeFill>>,
+        /// Upper bound of a random pause before every fill (0 = none).
+        fill_delay_micros: AtomicU64,
+        /// Plain delete after commit instead of versioned tombstones: the broken
+        /// protocol the consistency checker must catch.
+        naive: AtomicBool,
     }
 
     impl Hooks {
+        /// Every fill waits a random time up to `max` after its database read.
+        pub fn set_fill_delay(&self, max: std::time::Duration) {
+            self.fill_delay_micros
+                .store(max.as_micros() as u64, Ordering::Relaxed);
+        }
+
+        pub fn set_naive_invalidation(&self, on: bool) {
+            self.naive.store(on, Ordering::Relaxed);
+        }
+
+        pub(crate) fn naive_invalidation(&self) -> bool {
+            self.naive.load(Ordering::Relaxed)
+        }
+
         pub fn set_before_fill(&self, hook: Option<BeforeFill>) {
             *self.before_fill.lock().unwrap_or_else(|p| p.into_inner()) = hook;
         }
 
         pub(crate) async fn before_fill(&self, kind: Kind) {
+            let max = self.fill_delay_micros.load(Ordering::Relaxed);
+            if max > 0 {
+                tokio::time::sleep(std::time::Duration::from_micros(rand::random_range(
+                    0..=max,
+                )))
+                .await;
+            }
             let hook = self
                 .before_fill
                 .lock()

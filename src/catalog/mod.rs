@@ -5,13 +5,15 @@
 //! Layout:
 //! - `model`: the catalog's types (cached and shown), list arguments.
 //! - `read`: item and list reads through the cache.
-//! - `write`: create, update, delete and their invalidation.
+//! - `write`: create, update, delete in one transaction each.
+//! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
 //! - `flight`: per-instance single-flight for cache misses.
 //! - `validate`: input rules.
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
 pub mod flight;
 pub mod hooks;
 pub mod model;
+pub mod outbox;
 pub mod read;
 pub mod validate;
 pub mod write;
@@ -44,6 +46,10 @@ struct Inner {
     sql_total: AtomicU64,
     /// Fault points; empty unless a test installs one.
     hooks: hooks::Hooks,
+    /// Set when an invalidation of this instance failed: the replayer polls quickly.
+    outbox_pending: std::sync::atomic::AtomicBool,
+    /// Wakes the replayer at once.
+    outbox_wake: tokio::sync::Notify,
 }
 
 impl Catalog {
@@ -56,6 +62,8 @@ impl Catalog {
                 category_flights: Default::default(),
                 sql_total: AtomicU64::new(0),
                 hooks: Default::default(),
+                outbox_pending: Default::default(),
+                outbox_wake: Default::default(),
             }),
         }
     }

@@ -9,7 +9,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Catalog,
-    flight::{FlightClock, Flights, Outcome},
+    flight::{FlightClock, Flights, LoadFailure, Outcome},
     model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
 };
 use crate::{
@@ -158,7 +158,12 @@ impl Catalog {
                 catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed()
             })
             .await
-            .map_err(|()| AppError::Internal(format!("loading {} failed", T::KIND.as_str())))?;
+            .map_err(|f| match f {
+                LoadFailure::Unavailable => AppError::Unavailable,
+                LoadFailure::Internal => {
+                    AppError::Internal(format!("loading {} failed", T::KIND.as_str()))
+                }
+            })?;
         for (id, v) in loaded.iter() {
             found.insert(*id, v.clone());
         }
@@ -180,8 +185,12 @@ impl Catalog {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = clock.finished.set(Instant::now());
+                if crate::error::db_unavailable(&e) {
+                    tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
+                    return Err(LoadFailure::Unavailable);
+                }
                 tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
-                return Err(());
+                return Err(LoadFailure::Internal);
             }
         };
         let found: HashMap<i32, T> = rows.into_iter().map(|r| (r.id(), r)).collect();

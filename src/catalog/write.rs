@@ -1,9 +1,8 @@
 //! The write path: one transaction per mutation, commit, and only then invalidate.
 //! The product row's `version` is bumped in SQL (`version = version + 1`), so two
 //! concurrent updates get distinct versions; the tombstone written after the commit
-//! carries that version, and no reader holding an older row can fill over it.
-use std::time::Duration;
-
+//! carries that version, and no reader holding an older row can fill over it. With a
+//! shared cache the invalidation is also recorded in the transaction (`outbox`).
 use chrono::Utc;
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -15,10 +14,10 @@ use sea_orm::{
 use super::{
     Catalog,
     model::{Category, Product},
+    outbox::Written,
     validate,
 };
 use crate::{
-    cache::{Kind, Mark},
     db::{
         entities::{category, product},
         queries,
@@ -43,12 +42,6 @@ pub struct ProductPatch {
     pub price: Option<Decimal>,
     pub category: Option<String>,
     pub stock_quantity: Option<i32>,
-}
-
-/// What a write leaves for the cache to forget.
-struct Written {
-    product: Mark,
-    new_category: Option<i32>,
 }
 
 impl Catalog {
@@ -76,13 +69,16 @@ impl Catalog {
         let row = product::Entity::insert(row)
             .exec_with_returning(&txn)
             .await?;
-        txn.commit().await?;
         // A creation's tombstone at version 1 also replaces any "absent" marker.
-        self.invalidate(Written {
-            product: self.mark(row.id, 1, false),
+        let written = Written {
+            product_id: row.id,
+            version: 1,
+            gone: false,
             new_category: created.then_some(category.id),
-        })
-        .await;
+        };
+        let outbox = self.record_invalidation(&txn, &written).await?;
+        txn.commit().await?;
+        self.invalidate(written, outbox).await;
         Ok(row.into())
     }
 
@@ -148,12 +144,15 @@ impl Catalog {
         let row = rows
             .pop()
             .ok_or_else(|| AppError::not_found("product", id))?;
-        txn.commit().await?;
-        self.invalidate(Written {
-            product: self.mark(row.id, row.version.into(), false),
+        let written = Written {
+            product_id: row.id,
+            version: row.version.into(),
+            gone: false,
             new_category,
-        })
-        .await;
+        };
+        let outbox = self.record_invalidation(&txn, &written).await?;
+        txn.commit().await?;
+        self.invalidate(written, outbox).await;
         Ok(row.into())
     }
 
@@ -166,75 +165,16 @@ impl Catalog {
             .await?
             .pop()
             .ok_or_else(|| AppError::not_found("product", id))?;
-        txn.commit().await?;
-        self.invalidate(Written {
-            product: self.mark(row.id, i64::from(row.version) + 1, true),
+        let written = Written {
+            product_id: row.id,
+            version: i64::from(row.version) + 1,
+            gone: true,
             new_category: None,
-        })
-        .await;
-        Ok(row.into())
-    }
-
-    fn mark(&self, id: i32, version: i64, gone: bool) -> Mark {
-        let cache = self.cache();
-        Mark {
-            key: cache.keys.item(Kind::Product, id),
-            version,
-            gone,
-            ttl: cache.jittered(cache.ttls.product),
-        }
-    }
-
-    /// After the commit: tombstones and the generation bump, in one round trip. If the
-    /// cache cannot be reached, retry in the background until it can (the marks are
-    /// idempotent and only ever raise versions, so a late one is harmless).
-    async fn invalidate(&self, written: Written) {
-        let cache = self.cache().clone();
-        let build = move |w: &Written| {
-            let mut marks = vec![(
-                Kind::Product,
-                Mark {
-                    key: w.product.key.clone(),
-                    ..clone_mark(&w.product)
-                },
-            )];
-            if let Some(cat) = w.new_category {
-                marks.push((
-                    Kind::Category,
-                    Mark {
-                        key: cache.keys.item(Kind::Category, cat),
-                        version: 1,
-                        gone: false,
-                        ttl: cache.jittered(cache.ttls.category),
-                    },
-                ));
-            }
-            marks
         };
-        let cache = self.cache().clone();
-        if cache.invalidate(build(&written)).await.is_ok() {
-            return;
-        }
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(100);
-            loop {
-                tokio::time::sleep(delay).await;
-                if cache.invalidate(build(&written)).await.is_ok() {
-                    tracing::info!("deferred cache invalidation delivered");
-                    return;
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        });
-    }
-}
-
-fn clone_mark(m: &Mark) -> Mark {
-    Mark {
-        key: m.key.clone(),
-        version: m.version,
-        gone: m.gone,
-        ttl: m.ttl,
+        let outbox = self.record_invalidation(&txn, &written).await?;
+        txn.commit().await?;
+        self.invalidate(written, outbox).await;
+        Ok(row.into())
     }
 }
 

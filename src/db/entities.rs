@@ -47,3 +47,25 @@ pub mod product {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod cache_outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// An invalidation recorded with its write, until Redis acknowledges it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "cache_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub product_id: i32,
+        pub version: i64,
+        pub gone: bool,
+        pub new_category_id: Option<i32>,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

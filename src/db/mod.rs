@@ -10,12 +10,19 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 /// Connects, and brings the schema up to date.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+/// `timeout` bounds both opening a connection and waiting for a free one: a request
+/// that cannot get the database in that time fails with `DATABASE_UNAVAILABLE` instead
+/// of queueing without bound.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's rule; a small pool avoids "database is locked".

@@ -21,7 +21,7 @@ use larder::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, each_backend, redis_backend, spawn_app, spawn_app_with, spawn_sibling, start,
+    OwnRedis, TestApp, each_backend, redis_backend, spawn_app, spawn_app_with, spawn_sibling, start,
 };
 
 #[tokio::test]
@@ -459,63 +459,6 @@ async fn entries_expire_within_their_ttl_and_jitter() {
             (lo..=hi).contains(&pttl),
             "{key}: {pttl} ms not in {lo}..={hi}"
         );
-    }
-}
-
-/// A redis-server this test owns, on its own port.
-struct OwnRedis {
-    port: u16,
-    child: Option<tokio::process::Child>,
-}
-
-impl OwnRedis {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    async fn start(port: u16) -> Self {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (it is whenever LARDER_TEST_REDIS_URL is set)");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            port,
-            child: Some(child),
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
     }
 }
 

@@ -347,3 +347,70 @@ where
         f(b).await;
     }
 }
+
+/// A redis-server a test owns, on its own port, so it can stop, pause or restart it.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    pub async fn start(port: u16) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (it is whenever LARDER_TEST_REDIS_URL is set)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a Redis that hangs without closing sockets.
+    pub fn pause(&self, stopped: bool) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            let signal = if stopped { "-STOP" } else { "-CONT" };
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}

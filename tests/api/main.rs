@@ -1,6 +1,7 @@
 //! larder's integration tests: one test binary (one link step) with a module per area.
 //! Every test starts real servers with `helpers::spawn_app`.
 mod cache;
+mod consistency;
 mod fuzz;
 mod helpers;
 mod http;

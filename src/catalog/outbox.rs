@@ -1,0 +1,178 @@
+//! Delivering invalidations. After a commit the catalog sends the write's tombstone and
+//! generation bump to the cache at once. With a shared cache (Redis) the same
+//! invalidation is first recorded in the write's transaction (`cache_outbox`) and
+//! deleted once Redis acknowledges it; if Redis was unreachable, a replayer on every
+//! instance sends the recorded rows until it is back (quickly on the instance that saw
+//! the failure, once a second on the others, which covers an instance that died).
+//! Replays are harmless: tombstones only ever raise versions, and a generation bump
+//! only retires list pages.
+use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::Catalog;
+use crate::{
+    cache::{Kind, Mark},
+    db::entities::cache_outbox,
+};
+
+/// Rows one replay round sends in one script call.
+const REPLAY_BATCH: u64 = 500;
+
+/// What a committed write leaves for the cache to forget.
+#[derive(Clone, Copy, Debug)]
+pub struct Written {
+    pub product_id: i32,
+    /// The product's version after the write (for a deletion: its last version + 1).
+    pub version: i64,
+    pub gone: bool,
+    /// A category the write created (its "absent" marker must go).
+    pub new_category: Option<i32>,
+}
+
+impl From<&cache_outbox::Model> for Written {
+    fn from(r: &cache_outbox::Model) -> Self {
+        Self {
+            product_id: r.product_id,
+            version: r.version,
+            gone: r.gone,
+            new_category: r.new_category_id,
+        }
+    }
+}
+
+impl Catalog {
+    /// Inside the write's transaction: records the invalidation when the cache is
+    /// shared (an in-process cache cannot miss one).
+    pub(super) async fn record_invalidation(
+        &self,
+        txn: &impl ConnectionTrait,
+        w: &Written,
+    ) -> Result<Option<i64>, DbErr> {
+        if self.cache().backend() != "redis" {
+            return Ok(None);
+        }
+        let row = cache_outbox::ActiveModel {
+            product_id: Set(w.product_id),
+            version: Set(w.version),
+            gone: Set(w.gone),
+            new_category_id: Set(w.new_category),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        Ok(Some(
+            cache_outbox::Entity::insert(row)
+                .exec_with_returning(txn)
+                .await?
+                .id,
+        ))
+    }
+
+    /// After the commit: tombstones and the generation bump, one round trip. On success
+    /// the outbox row goes; on failure it stays for the replayer, which is woken.
+    pub(super) async fn invalidate(&self, w: Written, outbox: Option<i64>) {
+        #[cfg(feature = "test-hooks")]
+        if self.hooks().naive_invalidation() {
+            let keys = vec![self.cache().keys.item(Kind::Product, w.product_id)];
+            let _ = self.cache().delete_for_test(keys).await;
+            return;
+        }
+        match self.cache().invalidate(self.marks(&[w])).await {
+            Ok(()) => {
+                if let Some(id) = outbox
+                    && let Err(e) = cache_outbox::Entity::delete_by_id(id).exec(self.db()).await
+                {
+                    // Harmless: the replayer sends it again and deletes it then.
+                    tracing::warn!(error = %e, "could not delete a delivered outbox row");
+                }
+            }
+            Err(_) => {
+                self.inner.outbox_pending.store(true, Relaxed);
+                self.inner.outbox_wake.notify_one();
+            }
+        }
+    }
+
+    fn marks(&self, written: &[Written]) -> Vec<(Kind, Mark)> {
+        let cache = self.cache();
+        let mut marks = Vec::with_capacity(written.len());
+        for w in written {
+            marks.push((
+                Kind::Product,
+                Mark {
+                    key: cache.keys.item(Kind::Product, w.product_id),
+                    version: w.version,
+                    gone: w.gone,
+                    ttl: cache.jittered(cache.ttls.product),
+                },
+            ));
+            if let Some(cat) = w.new_category {
+                marks.push((
+                    Kind::Category,
+                    Mark {
+                        key: cache.keys.item(Kind::Category, cat),
+                        version: 1,
+                        gone: false,
+                        ttl: cache.jittered(cache.ttls.category),
+                    },
+                ));
+            }
+        }
+        marks
+    }
+
+    /// Sends recorded invalidations until Redis takes them, for the life of the app.
+    pub fn spawn_outbox_replayer(&self) -> tokio::task::JoinHandle<()> {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let pending = catalog.inner.outbox_pending.load(Relaxed);
+                let wait = if pending {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_secs(1)
+                };
+                tokio::select! {
+                    _ = catalog.inner.outbox_wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                if catalog.cache().is_connected() {
+                    match catalog.replay_once().await {
+                        Ok(more) => catalog.inner.outbox_pending.store(more, Relaxed),
+                        Err(()) => catalog.inner.outbox_pending.store(true, Relaxed),
+                    }
+                }
+            }
+        })
+    }
+
+    /// One round: the oldest rows in one script call, then their deletion. `Ok(true)`
+    /// when more rows may be waiting.
+    pub async fn replay_once(&self) -> Result<bool, ()> {
+        let rows = cache_outbox::Entity::find()
+            .order_by_asc(cache_outbox::Column::Id)
+            .limit(REPLAY_BATCH)
+            .all(self.db())
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "outbox read failed"))?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let written: Vec<Written> = rows.iter().map(Written::from).collect();
+        if self.cache().invalidate(self.marks(&written)).await.is_err() {
+            return Err(());
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        cache_outbox::Entity::delete_many()
+            .filter(cache_outbox::Column::Id.is_in(ids))
+            .exec(self.db())
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "outbox delete failed"))?;
+        tracing::info!(rows = rows.len(), "replayed deferred cache invalidations");
+        Ok(rows.len() as u64 == REPLAY_BATCH)
+    }
+}

@@ -1,0 +1,730 @@
+//! The consistency checker: several instances on one database and one cache, writers
+//! updating a small hot set, readers of items and lists spread over the instances, every
+//! operation timed on one monotonic clock. Checker: for every read R and acknowledged
+//! write W of the same id, if W ended before R started, R must see W's version or a
+//! newer one. A test-only fault point widens the read-to-fill race, and a test-only
+//! naive invalidation (plain delete after commit) must make the checker fail.
+//!
+//! Short runs are part of the test suite. The full run (at least 100,000 reads and
+//! 2,000 writes per scenario) is the same code with `LARDER_CONSISTENCY=full`:
+//! `LARDER_CONSISTENCY=full cargo test --release --test api consistency -- --nocapture`.
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, OwnRedis, TOKEN, TestApp, backends, spawn_app_with, spawn_sibling};
+
+/// One recorded operation: when it ran and the (id, version) pairs it saw or wrote.
+#[derive(Clone, Debug)]
+struct Op {
+    start: Duration,
+    end: Duration,
+    seen: Vec<(i64, i64)>,
+}
+
+#[derive(Default)]
+struct Log {
+    reads: Mutex<Vec<Op>>,
+    writes: Mutex<Vec<Op>>,
+    failed_reads: AtomicU64,
+    failed_writes: AtomicU64,
+    /// Slowest read, in microseconds.
+    slowest_read_us: AtomicU64,
+}
+
+/// What the checker found.
+#[derive(Debug, Default)]
+pub struct Report {
+    reads: usize,
+    list_reads: usize,
+    writes: usize,
+    stale: usize,
+    worst_staleness_ms: f64,
+    failed_reads: u64,
+    failed_writes: u64,
+    slowest_read_ms: f64,
+}
+
+impl Report {
+    fn line(&self, scenario: &str) -> String {
+        format!(
+            "consistency {scenario}: {} reads ({} list reads), {} writes, {} stale reads, worst staleness {:.1} ms, {} failed reads, {} failed writes, slowest read {:.1} ms\n",
+            self.reads,
+            self.list_reads,
+            self.writes,
+            self.stale,
+            self.worst_staleness_ms,
+            self.failed_reads,
+            self.failed_writes,
+            self.slowest_read_ms
+        )
+    }
+}
+
+/// For every read and every acknowledged write of the same id that ended before the
+/// read started, the read's version must be at least the write's.
+fn check(reads: &[Op], writes: &[Op]) -> (usize, f64) {
+    // Per id: (end, version) of each write, sorted by end, with a running max version.
+    let mut by_id: HashMap<i64, Vec<(Duration, i64)>> = HashMap::new();
+    for w in writes {
+        for &(id, v) in &w.seen {
+            by_id.entry(id).or_default().push((w.end, v));
+        }
+    }
+    for list in by_id.values_mut() {
+        list.sort();
+    }
+    let (mut stale, mut worst) = (0usize, Duration::ZERO);
+    for r in reads {
+        let mut read_is_stale = false;
+        for &(id, seen) in &r.seen {
+            let Some(list) = by_id.get(&id) else { continue };
+            let before = list.partition_point(|(end, _)| *end < r.start);
+            // The earliest-ending earlier write that the read should have seen.
+            if let Some((end, _)) = list[..before].iter().find(|(_, v)| *v > seen) {
+                read_is_stale = true;
+                worst = worst.max(r.start - *end);
+            }
+        }
+        stale += usize::from(read_is_stale);
+    }
+    (stale, worst.as_secs_f64() * 1000.0)
+}
+
+#[derive(Clone)]
+struct Plan {
+    reads: usize,
+    writes: usize,
+    readers: usize,
+    writers: usize,
+    hot: usize,
+    max_time: Duration,
+}
+
+fn plan() -> Plan {
+    if std::env::var("LARDER_CONSISTENCY").as_deref() == Ok("full") {
+        Plan {
+            reads: 100_000,
+            writes: 2_000,
+            readers: 24,
+            writers: 4,
+            hot: 20,
+            max_time: Duration::from_secs(600),
+        }
+    } else {
+        Plan {
+            reads: 3_000,
+            writes: 300,
+            readers: 12,
+            writers: 3,
+            hot: 20,
+            max_time: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A fault scenario's plan: traffic until the scenario says stop.
+fn until_stopped() -> Plan {
+    Plan {
+        reads: usize::MAX / 2,
+        writes: usize::MAX / 2,
+        ..plan()
+    }
+}
+
+/// The cluster under test: `n` instances on one database and cache (one instance on the
+/// embedded backend, whose cache is private to its process).
+async fn cluster(b: &Backend, extra: &[(&str, &str)]) -> Vec<Arc<TestApp>> {
+    let first = spawn_app_with(b, extra).await;
+    let n = if b.redis_url().is_some() || extra.iter().any(|(k, _)| *k == "REDIS_URL") {
+        3
+    } else {
+        1
+    };
+    let mut apps = vec![Arc::new(first)];
+    for _ in 1..n {
+        apps.push(Arc::new(spawn_sibling(&apps[0]).await));
+    }
+    apps
+}
+
+/// The hot set: `n` products in one category, so list reads return all of them.
+async fn hot_set(app: &TestApp, n: usize) -> (Vec<i64>, String) {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            app.create(&format!("Hot {i:02}"), "1.00", "Hot", 1)
+                .await
+                .parse()
+                .unwrap(),
+        );
+    }
+    app.create("Cold", "1.00", "Cold", 1).await;
+    let r = app.gql("{ categories { id name } }", json!({})).await;
+    let cat = r.ok()["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Hot")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (ids, cat)
+}
+
+async fn post(app: &TestApp, admin: bool, body: &Value) -> Option<Value> {
+    let mut req = app.client.post(format!("{}/graphql", app.base)).json(body);
+    if admin {
+        req = req.bearer_auth(TOKEN);
+    }
+    let v: Value = req.send().await.ok()?.json().await.ok()?;
+    v["errors"].is_null().then_some(v)
+}
+
+/// Runs readers and writers until the plan's counts are reached; `during` runs alongside
+/// (fault injection) and gets the shared stop flag.
+async fn run<F, Fut>(apps: &[Arc<TestApp>], plan: &Plan, during: F) -> Report
+where
+    F: FnOnce(Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (ids, category) = hot_set(&apps[0], plan.hot).await;
+    let log = Arc::new(Log::default());
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads_left = Arc::new(AtomicU64::new(plan.reads as u64));
+    let writes_left = Arc::new(AtomicU64::new(plan.writes as u64));
+    let mut tasks = Vec::new();
+    for w in 0..plan.writers {
+        let (apps, ids, log, stop, left) = (
+            apps.to_vec(),
+            ids.clone(),
+            log.clone(),
+            stop.clone(),
+            writes_left.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = w;
+            while !stop.load(Relaxed) && take(&left) {
+                n += 7;
+                let (app, id) = (&apps[n % apps.len()], ids[(n * 13) % ids.len()]);
+                let body = json!({ "query": format!(r#"mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {} }}) {{ version }} }}"#, n % 50) });
+                let start = t0.elapsed();
+                match post(app, true, &body).await {
+                    Some(v) => {
+                        let version = v["data"]["updateProduct"]["version"].as_i64().unwrap();
+                        log.writes.lock().unwrap().push(Op { start, end: t0.elapsed(), seen: vec![(id, version)] });
+                    }
+                    None => {
+                        log.failed_writes.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for r in 0..plan.readers {
+        let (apps, ids, log, stop, left, category) = (
+            apps.to_vec(),
+            ids.clone(),
+            log.clone(),
+            stop.clone(),
+            reads_left.clone(),
+            category.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = r * 31;
+            while !stop.load(Relaxed) && take(&left) {
+                n += 1;
+                let app = &apps[n % apps.len()];
+                let list = n % 5 == 0;
+                let body = if list {
+                    json!({ "query": format!(r#"{{ products(first: 50, filter: {{ categoryId: "{category}" }}) {{ nodes {{ id version }} }} }}"#) })
+                } else {
+                    json!({ "query": format!(r#"{{ product(id: "{}") {{ id version }} }}"#, ids[(n * 7) % ids.len()]) })
+                };
+                let start = t0.elapsed();
+                let answer = post(app, false, &body).await;
+                let end = t0.elapsed();
+                log.slowest_read_us.fetch_max((end - start).as_micros() as u64, Relaxed);
+                let Some(v) = answer else {
+                    log.failed_reads.fetch_add(1, Relaxed);
+                    continue;
+                };
+                let nodes = if list { v["data"]["products"]["nodes"].clone() } else { json!([v["data"]["product"]]) };
+                let seen = nodes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| !p.is_null())
+                    .map(|p| (p["id"].as_str().unwrap().parse().unwrap(), p["version"].as_i64().unwrap()))
+                    .collect();
+                log.reads.lock().unwrap().push(Op { start, end, seen });
+            }
+        }));
+    }
+    let watchdog = {
+        let stop = stop.clone();
+        let limit = plan.max_time;
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            stop.store(true, Relaxed);
+        })
+    };
+    during(stop.clone()).await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    watchdog.abort();
+    let reads = log.reads.lock().unwrap();
+    let writes = log.writes.lock().unwrap();
+    let (stale, worst) = check(&reads, &writes);
+    Report {
+        reads: reads.len(),
+        list_reads: reads.iter().filter(|r| r.seen.len() > 1).count(),
+        writes: writes.len(),
+        stale,
+        worst_staleness_ms: worst,
+        failed_reads: log.failed_reads.load(Relaxed),
+        failed_writes: log.failed_writes.load(Relaxed),
+        slowest_read_ms: log.slowest_read_us.load(Relaxed) as f64 / 1000.0,
+    }
+}
+
+/// Takes one operation from a budget; false once it is spent.
+fn take(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Prints a report line past libtest's capture, so every run shows its figures.
+fn say(report: &Report, scenario: &str) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(report.line(scenario).as_bytes());
+}
+
+fn slow_fills(apps: &[Arc<TestApp>], max: Duration) {
+    for a in apps {
+        a.catalog.hooks().set_fill_delay(max);
+    }
+}
+
+#[test]
+fn the_checker_flags_exactly_the_reads_that_missed_an_earlier_write() {
+    let ms = Duration::from_millis;
+    let writes = vec![
+        Op {
+            start: ms(0),
+            end: ms(10),
+            seen: vec![(1, 2)],
+        },
+        Op {
+            start: ms(20),
+            end: ms(30),
+            seen: vec![(1, 3)],
+        },
+    ];
+    let reads = vec![
+        Op {
+            start: ms(5),
+            end: ms(6),
+            seen: vec![(1, 1)],
+        }, // overlaps the first write: fine
+        Op {
+            start: ms(15),
+            end: ms(16),
+            seen: vec![(1, 2)],
+        }, // fine
+        Op {
+            start: ms(40),
+            end: ms(41),
+            seen: vec![(1, 2)],
+        }, // missed version 3: stale by 10 ms
+        Op {
+            start: ms(50),
+            end: ms(51),
+            seen: vec![(2, 1), (1, 1)],
+        }, // list read, stale by 40 ms
+    ];
+    let (stale, worst) = check(&reads, &writes);
+    assert_eq!((stale, worst), (2, 40.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_read_on_any_instance_misses_an_acknowledged_write() {
+    for b in backends() {
+        let apps = cluster(&b, &[]).await;
+        slow_fills(&apps, Duration::from_millis(5));
+        let p = plan();
+        let report = run(&apps, &p, |_| async {}).await;
+        say(
+            &report,
+            &format!(
+                "steady state ({}, {} instances, fills delayed up to 5 ms)",
+                b.name(),
+                apps.len()
+            ),
+        );
+        assert!(
+            report.reads >= p.reads * 9 / 10 && report.writes >= p.writes * 9 / 10,
+            "{report:?}"
+        );
+        assert_eq!(
+            (report.stale, report.failed_reads, report.failed_writes),
+            (0, 0, 0),
+            "{report:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_a_plain_delete_after_commit() {
+    for b in backends() {
+        let apps = cluster(&b, &[]).await;
+        slow_fills(&apps, Duration::from_millis(20));
+        for a in &apps {
+            a.catalog.hooks().set_naive_invalidation(true);
+        }
+        let report = run(&apps, &plan(), |_| async {}).await;
+        say(
+            &report,
+            &format!("naive invalidation ({}, must be stale)", b.name()),
+        );
+        assert!(
+            report.stale > 0,
+            "the checker must see the broken protocol serve stale reads: {report:?}"
+        );
+    }
+}
+
+/// The Postgres + Redis backend with a redis-server of the test's own, or `None`.
+async fn own_redis_cluster(
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Option<(Vec<Arc<TestApp>>, OwnRedis)> {
+    let b = crate::helpers::redis_backend(test)?;
+    let redis = OwnRedis::start(OwnRedis::free_port()).await;
+    let url = redis.url();
+    let mut settings: Vec<(&str, &str)> = vec![("REDIS_URL", &url)];
+    settings.extend_from_slice(extra);
+    let apps = cluster(&b, &settings).await;
+    Some((apps, redis))
+}
+
+async fn hit_rate(app: &TestApp) -> f64 {
+    let r = app.gql("{ cacheStats { hits misses } }", json!({})).await;
+    let s = &r.ok()["cacheStats"];
+    let (h, m) = (s["hits"].as_f64().unwrap(), s["misses"].as_f64().unwrap());
+    if h + m == 0.0 { 0.0 } else { h / (h + m) }
+}
+
+async fn reset_stats(apps: &[Arc<TestApp>]) {
+    for a in apps {
+        a.admin("mutation { resetCacheStats { hits } }", json!({}))
+            .await
+            .ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_restarted_mid_run_fails_no_read_and_serves_nothing_stale() {
+    let Some((apps, mut redis)) =
+        own_redis_cluster("redis_stopped_and_restarted_mid_run", &[]).await
+    else {
+        return;
+    };
+    slow_fills(&apps, Duration::from_millis(2));
+    let probe = apps[1].clone();
+    let recovered_in = Arc::new(Mutex::new(None::<Duration>));
+    let recovered = recovered_in.clone();
+    let restarted = Arc::new(tokio::sync::Mutex::new(None::<OwnRedis>));
+    let restarted_slot = restarted.clone();
+    let report = run(&apps, &until_stopped(), |stop| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        reset_stats(std::slice::from_ref(&probe)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = hit_rate(&probe).await;
+        redis.stop().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        *restarted_slot.lock().await = Some(OwnRedis::start(redis.port).await);
+        let back = Instant::now();
+        reset_stats(std::slice::from_ref(&probe)).await;
+        while back.elapsed() < Duration::from_secs(10) && !stop.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if hit_rate(&probe).await >= 0.8 * before {
+                *recovered.lock().unwrap() = Some(back.elapsed());
+                break;
+            }
+            reset_stats(std::slice::from_ref(&probe)).await;
+        }
+        stop.store(true, Relaxed);
+    })
+    .await;
+    say(&report, "redis stopped 1.5 s and restarted");
+    let recovered = *recovered_in.lock().unwrap();
+    assert!(
+        recovered.is_some(),
+        "hit rate did not return to 80% of its level within 10 s: {report:?}"
+    );
+    assert_eq!((report.stale, report.failed_reads), (0, 0), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_mid_run_delays_no_read_past_its_timeout_and_loses_no_invalidation() {
+    let Some((apps, redis)) = own_redis_cluster("redis_paused_mid_run", &[]).await else {
+        return;
+    };
+    let redis = Arc::new(redis);
+    let r2 = redis.clone();
+    let report = run(&apps, &until_stopped(), |stop| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        r2.pause(true);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        r2.pause(false);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Relaxed);
+    })
+    .await;
+    say(&report, "redis paused (SIGSTOP) 3 s");
+    // 100 ms cache timeout plus database time, with room for a loaded 2-core machine.
+    assert!(report.slowest_read_ms < 1_000.0, "{report:?}");
+    assert_eq!(report.failed_reads, 0, "{report:?}");
+    assert!(
+        report.worst_staleness_ms <= 1_000.0,
+        "staleness goal 0, limit 1 s: {report:?}"
+    );
+    // Every invalidation recorded during the pause was delivered and its row deleted.
+    let mut left = u64::MAX;
+    for _ in 0..40 {
+        left = outbox_rows(&apps[0]).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "outbox not drained");
+}
+
+async fn outbox_rows(app: &TestApp) -> u64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.catalog.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM cache_outbox",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_starts_while_redis_is_down_and_caches_within_3_s_of_it_coming_up() {
+    let Some(b) = crate::helpers::redis_backend("the_server_starts_while_redis_is_down") else {
+        return;
+    };
+    let port = OwnRedis::free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let app = spawn_app_with(&b, &[("REDIS_URL", &url)]).await;
+    let id = app.create("Tea", "1.00", "C", 1).await;
+    for _ in 0..5 {
+        let r = app.product(&id).await;
+        assert_eq!(
+            (r.ok()["product"]["name"].as_str(), r.x_cache()),
+            (Some("Tea"), "MISS")
+        );
+    }
+    let _redis = OwnRedis::start(port).await;
+    let up = Instant::now();
+    loop {
+        if app.product(&id).await.x_cache() == "HIT" {
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(3),
+            "no cache hit within 3 s of Redis starting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Refuses new connections to the app's database and ends the open ones (`down`), or
+/// allows them again: Postgres unreachable for this app, and only for it.
+async fn database_reachable(app: &TestApp, b: &Backend, reachable: bool) {
+    use sea_orm::{ConnectionTrait, Database};
+    let Backend::PostgresRedis { pg, .. } = b else {
+        unreachable!()
+    };
+    let db_name = app.settings["DATABASE_URL"]
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let admin = Database::connect(pg.as_str()).await.unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {db_name} ALLOW_CONNECTIONS {reachable}"
+        ))
+        .await
+        .unwrap();
+    if !reachable {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+    }
+    let _ = admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_cached_reads_work_and_the_rest_fail_fast_and_cleanly() {
+    let Some(b) = crate::helpers::redis_backend("with_postgres_down") else {
+        return;
+    };
+    let app = spawn_app_with(&b, &[]).await;
+    let cached = app.create("Cached", "1.00", "C", 1).await;
+    let uncached = app.create("Uncached", "1.00", "C", 1).await;
+    app.product(&cached).await.ok();
+    assert_eq!(app.product(&cached).await.x_cache(), "HIT");
+
+    database_reachable(&app, &b, false).await;
+    for _ in 0..3 {
+        let r = app.product(&cached).await;
+        assert_eq!(
+            (r.ok()["product"]["name"].as_str(), r.x_cache()),
+            (Some("Cached"), "HIT")
+        );
+    }
+    let started = Instant::now();
+    let r = app.product(&uncached).await;
+    assert_eq!(r.code(), Some("DATABASE_UNAVAILABLE"), "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let r = app.update(&cached, json!({ "name": "Changed" })).await;
+    assert_eq!(r.code(), Some("DATABASE_UNAVAILABLE"), "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    database_reachable(&app, &b, true).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        let r = app.product(&uncached).await;
+        if r.body["errors"].is_null() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "reads did not recover after Postgres came back");
+    // The failed mutation wrote nothing.
+    let r = app.product(&cached).await;
+    assert_eq!(
+        (
+            r.ok()["product"]["name"].as_str(),
+            r.ok()["product"]["version"].as_i64()
+        ),
+        (Some("Cached"), Some(1))
+    );
+    assert_eq!(
+        app.update(&cached, json!({ "name": "Changed" })).await.ok()["updateProduct"]["version"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_cache_under_load_keeps_database_concurrency_within_the_pool() {
+    let Some(b) = crate::helpers::redis_backend("a_cold_cache_under_load") else {
+        return;
+    };
+    let apps = cluster(&b, &[("DB_MAX_CONNECTIONS", "3")]).await;
+    let (ids, _) = hot_set(&apps[0], 40).await;
+    let db_name = apps[0].settings["DATABASE_URL"]
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let Backend::PostgresRedis { pg, .. } = &b else {
+        unreachable!()
+    };
+    let admin = sea_orm::Database::connect(pg.as_str()).await.unwrap();
+    let peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop, db_name) = (peak.clone(), stop.clone(), db_name.clone());
+        tokio::spawn(async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            while !stop.load(Relaxed) {
+                let sql = format!(
+                    "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = '{db_name}'"
+                );
+                if let Ok(Some(row)) = admin
+                    .query_one_raw(Statement::from_string(admin.get_database_backend(), sql))
+                    .await
+                {
+                    peak.fetch_max(row.try_get::<i64>("", "n").unwrap_or(0) as u64, Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    apps[0]
+        .admin("mutation { clearCache { cleared } }", json!({}))
+        .await
+        .ok();
+    let started = Instant::now();
+    let mut storm = Vec::new();
+    for i in 0..300 {
+        let app = apps[i % apps.len()].clone();
+        let id = ids[i % ids.len()];
+        storm.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = app.product(&id.to_string()).await;
+            (r.body, t.elapsed())
+        }));
+    }
+    let (mut ok, mut refused, mut slowest) = (0, 0, Duration::ZERO);
+    for t in storm {
+        let (body, took) = t.await.unwrap();
+        slowest = slowest.max(took);
+        if body["errors"].is_null() {
+            ok += 1;
+        } else {
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "DATABASE_UNAVAILABLE",
+                "{body}"
+            );
+            refused += 1;
+        }
+    }
+    stop.store(true, Relaxed);
+    sampler.await.unwrap();
+    let peak = peak.load(Relaxed);
+    let line = format!(
+        "consistency cold cache under load: 300 requests in {:?}, {ok} answered, {refused} refused, slowest {slowest:?}, peak database connections {peak} (3 instances x pool 3)\n",
+        started.elapsed()
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    assert!(peak <= 9, "database connections {peak} exceeded the pools");
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    assert!(ok > 0);
+}

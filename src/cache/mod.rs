@@ -16,7 +16,7 @@ pub mod stats;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -84,6 +84,10 @@ pub struct Cache {
     pub stats: CacheStats,
     /// Unix second of the last logged cache error (rate limit for the log).
     last_error_log: AtomicU64,
+    /// Set by any error of the shared store: reads bypass the cache until the outbox
+    /// has been replayed (see `catalog::outbox`), because an invalidation may have
+    /// been lost while this instance could not reach Redis.
+    degraded: AtomicBool,
 }
 
 impl Cache {
@@ -108,6 +112,7 @@ impl Cache {
             ttls,
             stats: CacheStats::default(),
             last_error_log: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
         })
     }
 
@@ -140,6 +145,9 @@ impl Cache {
         keys: &[String],
         tally: &RequestTally,
     ) -> Option<Snapshot> {
+        if self.is_degraded() {
+            return None;
+        }
         let result = match &self.store {
             Store::None => return None,
             Store::Redis(r) => timed("read", r.read(keys)).await,
@@ -151,7 +159,7 @@ impl Cache {
 
     /// Conditional fills, one round trip; rejected fills are counted, not errors.
     pub async fn fill(&self, kind: Kind, fills: Vec<Fill>, tally: &RequestTally) {
-        if fills.is_empty() {
+        if fills.is_empty() || self.is_degraded() {
             return;
         }
         let n = fills.len() as u64;
@@ -185,6 +193,8 @@ impl Cache {
                 Ok(())
             }
             Err(e) => {
+                self.degraded
+                    .store(matches!(self.store, Store::Redis(_)), Relaxed);
                 self.stats.add(Kind::List, Event::Error, 1);
                 Err(e)
             }
@@ -194,7 +204,7 @@ impl Cache {
     /// Stores list pages, one round trip. Not conditional: the generation tag inside
     /// each page decides whether a later read may use it.
     pub async fn put_lists(&self, pages: Vec<(String, String)>, tally: &RequestTally) {
-        if pages.is_empty() {
+        if pages.is_empty() || self.is_degraded() {
             return;
         }
         let n = pages.len() as u64;
@@ -261,10 +271,29 @@ impl Cache {
         jitter(ttl, self.ttls.jitter_percent)
     }
 
+    /// Whether reads bypass the cache until the outbox is replayed.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Relaxed)
+    }
+
+    /// The outbox has been replayed and Redis answers: reads may use the cache again.
+    pub async fn resync_done(&self) -> bool {
+        let healthy = match &self.store {
+            Store::Redis(r) => r.ping().await.is_ok(),
+            _ => true,
+        };
+        if healthy {
+            self.degraded.store(false, Relaxed);
+        }
+        healthy
+    }
+
     fn ok_or_log<T>(&self, kind: Kind, result: Result<T, CacheError>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
+                self.degraded
+                    .store(matches!(self.store, Store::Redis(_)), Relaxed);
                 self.stats.add(kind, Event::Error, 1);
                 self.log_error(&e);
                 None

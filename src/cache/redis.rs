@@ -226,6 +226,10 @@ impl RedisStore {
         self.run(self.client.incr(self.keys.epoch())).await
     }
 
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.run(self.client.ping::<String>(None)).await.map(|_| ())
+    }
+
     /// Server facts for `cacheStats`: version, memory used, connected clients.
     pub async fn info(&self) -> Result<RedisInfo, CacheError> {
         let text: String = self.run(self.client.info(None)).await?;

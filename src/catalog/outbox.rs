@@ -5,7 +5,11 @@
 //! instance sends the recorded rows until it is back (quickly on the instance that saw
 //! the failure, once a second on the others, which covers an instance that died).
 //! Replays are harmless: tombstones only ever raise versions, and a generation bump
-//! only retires list pages.
+//! only retires list pages. An instance that saw any cache error reads around the cache
+//! until it has replayed the outbox and Redis answers again, so it cannot serve an entry
+//! whose tombstone was lost while Redis was unreachable. An instance that saw any cache error reads around the cache
+//! until it has replayed the outbox and Redis answers again, so it cannot serve an entry
+//! whose tombstone was lost while Redis was unreachable.
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
 use chrono::Utc;
@@ -14,7 +18,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::Catalog;
+use super::{Catalog, write::timed};
 use crate::{
     cache::{Kind, Mark},
     db::entities::cache_outbox,
@@ -65,8 +69,7 @@ impl Catalog {
             ..Default::default()
         };
         Ok(Some(
-            cache_outbox::Entity::insert(row)
-                .exec_with_returning(txn)
+            timed(cache_outbox::Entity::insert(row).exec_with_returning(txn))
                 .await?
                 .id,
         ))
@@ -84,7 +87,8 @@ impl Catalog {
         match self.cache().invalidate(self.marks(&[w])).await {
             Ok(()) => {
                 if let Some(id) = outbox
-                    && let Err(e) = cache_outbox::Entity::delete_by_id(id).exec(self.db()).await
+                    && let Err(e) =
+                        timed(cache_outbox::Entity::delete_by_id(id).exec(self.db())).await
                 {
                     // Harmless: the replayer sends it again and deletes it then.
                     tracing::warn!(error = %e, "could not delete a delivered outbox row");
@@ -130,8 +134,9 @@ impl Catalog {
         let catalog = self.clone();
         tokio::spawn(async move {
             loop {
-                let pending = catalog.inner.outbox_pending.load(Relaxed);
-                let wait = if pending {
+                let cache = catalog.cache();
+                let urgent = catalog.inner.outbox_pending.load(Relaxed) || cache.is_degraded();
+                let wait = if urgent {
                     Duration::from_millis(50)
                 } else {
                     Duration::from_secs(1)
@@ -140,11 +145,23 @@ impl Catalog {
                     _ = catalog.inner.outbox_wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
-                if catalog.cache().is_connected() {
+                if !cache.is_connected() {
+                    continue;
+                }
+                // Drain the outbox; only then may a degraded instance read the cache again,
+                // since a tombstone it could not write may be among the rows.
+                let drained = loop {
                     match catalog.replay_once().await {
-                        Ok(more) => catalog.inner.outbox_pending.store(more, Relaxed),
-                        Err(()) => catalog.inner.outbox_pending.store(true, Relaxed),
+                        Ok(true) => continue,
+                        Ok(false) => break true,
+                        Err(()) => break false,
                     }
+                };
+                catalog.inner.outbox_pending.store(!drained, Relaxed);
+                if drained && cache.is_degraded() && cache.resync_done().await {
+                    tracing::info!(
+                        "cache reachable and outbox replayed: reading through the cache again"
+                    );
                 }
             }
         })

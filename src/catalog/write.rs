@@ -52,7 +52,7 @@ impl Catalog {
         let stock = validate::stock(input.stock_quantity)?;
         let (category_name, slug) = validate::category(&input.category)?;
 
-        let txn = self.db().begin().await?;
+        let txn = timed(self.db().begin()).await?;
         let (category, created) = find_or_create_category(&txn, &category_name, &slug).await?;
         let now = Utc::now();
         let row = product::ActiveModel {
@@ -66,9 +66,7 @@ impl Catalog {
             updated_at: Set(now),
             ..Default::default()
         };
-        let row = product::Entity::insert(row)
-            .exec_with_returning(&txn)
-            .await?;
+        let row = timed(product::Entity::insert(row).exec_with_returning(&txn)).await?;
         // A creation's tombstone at version 1 also replaces any "absent" marker.
         let written = Written {
             product_id: row.id,
@@ -77,7 +75,7 @@ impl Catalog {
             new_category: created.then_some(category.id),
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
-        txn.commit().await?;
+        timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
         Ok(row.into())
     }
@@ -111,7 +109,7 @@ impl Catalog {
             ));
         }
 
-        let txn = self.db().begin().await?;
+        let txn = timed(self.db().begin()).await?;
         let mut new_category = None;
         let mut update = product::Entity::update_many()
             .col_expr(
@@ -136,10 +134,12 @@ impl Catalog {
             update = update.col_expr(product::Column::CategoryId, Expr::value(cat.id));
             new_category = created.then_some(cat.id);
         }
-        let mut rows = update
-            .filter(product::Column::Id.eq(id))
-            .exec_with_returning(&txn)
-            .await?;
+        let mut rows = timed(
+            update
+                .filter(product::Column::Id.eq(id))
+                .exec_with_returning(&txn),
+        )
+        .await?;
         // Dropping the transaction without commit rolls back a category it created.
         let row = rows
             .pop()
@@ -151,20 +151,22 @@ impl Catalog {
             new_category,
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
-        txn.commit().await?;
+        timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
         Ok(row.into())
     }
 
     /// Deletes a product; returns the row as it was.
     pub async fn delete_product(&self, id: i32) -> Result<Product, AppError> {
-        let txn = self.db().begin().await?;
-        let row = product::Entity::delete_many()
-            .filter(product::Column::Id.eq(id))
-            .exec_with_returning(&txn)
-            .await?
-            .pop()
-            .ok_or_else(|| AppError::not_found("product", id))?;
+        let txn = timed(self.db().begin()).await?;
+        let row = timed(
+            product::Entity::delete_many()
+                .filter(product::Column::Id.eq(id))
+                .exec_with_returning(&txn),
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("product", id))?;
         let written = Written {
             product_id: row.id,
             version: i64::from(row.version) + 1,
@@ -172,10 +174,20 @@ impl Catalog {
             new_category: None,
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
-        txn.commit().await?;
+        timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
         Ok(row.into())
     }
+}
+
+/// Runs one statement of a write, timing it for the metrics (`kind="write"`).
+pub(super) async fn timed<T>(
+    statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
+) -> Result<T, sea_orm::DbErr> {
+    let started = std::time::Instant::now();
+    let result = statement.await;
+    crate::metrics::sql_statement("write", started.elapsed().as_secs_f64());
+    result
 }
 
 /// Finds a category by slug, creating it when new. `ON CONFLICT DO NOTHING` then a read
@@ -185,7 +197,7 @@ async fn find_or_create_category(
     name: &str,
     slug: &str,
 ) -> Result<(Category, bool), AppError> {
-    if let Some(c) = queries::category_by_slug(db, slug).await? {
+    if let Some(c) = timed(queries::category_by_slug(db, slug)).await? {
         return Ok((c.into(), false));
     }
     let row = category::ActiveModel {
@@ -194,11 +206,13 @@ async fn find_or_create_category(
         created_at: Set(Utc::now()),
         ..Default::default()
     };
-    category::Entity::insert(row)
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .exec_without_returning(db)
-        .await?;
-    let c = queries::category_by_slug(db, slug)
+    timed(
+        category::Entity::insert(row)
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .exec_without_returning(db),
+    )
+    .await?;
+    let c = timed(queries::category_by_slug(db, slug))
         .await?
         .ok_or_else(|| AppError::Internal(format!("category {slug} vanished after insert")))?;
     Ok((c.into(), true))

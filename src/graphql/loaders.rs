@@ -1,11 +1,13 @@
 //! Per-request DataLoaders. Each request gets fresh ones (so nothing is shared between
-//! requests except through the cache), carrying the request's tally. Every batch is one
+//! requests except through the cache), carrying the request's tally. Items loaded once
+//! in a request are kept for the rest of it, which lets list resolvers prefetch the
+//! categories of a whole page in one batch however the resolvers are scheduled. Every batch is one
 //! call into the catalog: one cache round trip, then at most one SQL statement per kind.
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
     ErrorExtensions,
-    dataloader::{DataLoader, Loader},
+    dataloader::{DataLoader, HashMapCache, Loader},
 };
 use tokio::sync::OnceCell;
 
@@ -86,8 +88,8 @@ impl Loader<ProductQuery> for PageLoader {
 /// Everything one GraphQL request carries: its loaders, its tally, whether it is admin.
 pub struct RequestContext {
     pub tally: Arc<RequestTally>,
-    pub products: DataLoader<ProductLoader>,
-    pub categories: DataLoader<CategoryLoader>,
+    pub products: DataLoader<ProductLoader, HashMapCache>,
+    pub categories: DataLoader<CategoryLoader, HashMapCache>,
     pub pages: DataLoader<PageLoader>,
     /// Category product counts, read at most once per request.
     pub counts: OnceCell<CategoryCounts>,
@@ -99,19 +101,21 @@ impl RequestContext {
     pub fn new(catalog: &Catalog, is_admin: bool) -> Self {
         let tally = Arc::new(RequestTally::default());
         Self {
-            products: DataLoader::new(
+            products: DataLoader::with_cache(
                 ProductLoader {
                     catalog: catalog.clone(),
                     tally: tally.clone(),
                 },
                 tokio::spawn,
+                HashMapCache::default(),
             ),
-            categories: DataLoader::new(
+            categories: DataLoader::with_cache(
                 CategoryLoader {
                     catalog: catalog.clone(),
                     tally: tally.clone(),
                 },
                 tokio::spawn,
+                HashMapCache::default(),
             ),
             pages: DataLoader::new(
                 PageLoader {

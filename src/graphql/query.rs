@@ -35,10 +35,9 @@ impl Query {
             .iter()
             .map(|id| parse_id("ids", id))
             .collect::<Result<Vec<_>, _>>()?;
-        let found = request(ctx)?
-            .products
-            .load_many(ids.iter().copied())
-            .await?;
+        let req = request(ctx)?;
+        let found = req.products.load_many(ids.iter().copied()).await?;
+        super::types::prefetch_categories(ctx, req, found.values(), &["category"]).await?;
         Ok(ids
             .iter()
             .map(|id| found.get(id).cloned().map(Product))

@@ -298,6 +298,8 @@ impl ProductConnection {
             .await?
             .ok_or_else(|| AppError::Internal("list page missing".into()))?;
         let products = req.products.load_many(page.ids.iter().copied()).await?;
+        prefetch_categories(ctx, req, products.values(), &["nodes", "category"]).await?;
+        prefetch_categories(ctx, req, products.values(), &["edges", "node", "category"]).await?;
         let edges: Vec<ProductEdge> = page
             .ids
             .iter()
@@ -318,6 +320,26 @@ impl ProductConnection {
             total_count: page.total,
         })
     }
+}
+
+/// When the selection reaches `path` (e.g. `nodes { category }`), loads the categories
+/// of all `products` in one batch now, so each `Product.category` resolver finds its
+/// category in the request's loader instead of depending on batch timing.
+pub async fn prefetch_categories<'a>(
+    ctx: &Context<'_>,
+    req: &RequestContext,
+    products: impl Iterator<Item = &'a model::Product>,
+    path: &[&str],
+) -> async_graphql::Result<()> {
+    let wanted = path
+        .iter()
+        .fold(ctx.look_ahead(), |look, field| look.field(field))
+        .exists();
+    if wanted {
+        let ids: std::collections::BTreeSet<i32> = products.map(|p| p.category_id).collect();
+        req.categories.load_many(ids).await?;
+    }
+    Ok(())
 }
 
 /// Fields of a new product.

@@ -390,19 +390,29 @@ async fn no_read_on_any_instance_misses_an_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_catches_a_plain_delete_after_commit() {
     for b in backends() {
-        let apps = cluster(&b, &[]).await;
-        slow_fills(&apps, Duration::from_millis(20));
-        for a in &apps {
-            a.catalog.hooks().set_naive_invalidation(true);
+        // The race is random: a round finds stale reads almost always; five never failed to.
+        let mut found = Report::default();
+        for round in 1..=5 {
+            let apps = cluster(&b, &[]).await;
+            slow_fills(&apps, Duration::from_millis(20));
+            for a in &apps {
+                a.catalog.hooks().set_naive_invalidation(true);
+            }
+            found = run(&apps, &plan(), |_| async {}).await;
+            say(
+                &found,
+                &format!(
+                    "naive invalidation ({}, round {round}, must be stale)",
+                    b.name()
+                ),
+            );
+            if found.stale > 0 {
+                break;
+            }
         }
-        let report = run(&apps, &plan(), |_| async {}).await;
-        say(
-            &report,
-            &format!("naive invalidation ({}, must be stale)", b.name()),
-        );
         assert!(
-            report.stale > 0,
-            "the checker must see the broken protocol serve stale reads: {report:?}"
+            found.stale > 0,
+            "the checker must see the broken protocol serve stale reads: {found:?}"
         );
     }
 }
@@ -542,7 +552,7 @@ async fn the_server_starts_while_redis_is_down_and_caches_within_3_s_of_it_comin
         let r = app.product(&id).await;
         assert_eq!(
             (r.ok()["product"]["name"].as_str(), r.x_cache()),
-            (Some("Tea"), "MISS")
+            (Some("Tea"), "BYPASS")
         );
     }
     let _redis = OwnRedis::start(port).await;

@@ -89,11 +89,45 @@ pub struct TestApp {
     /// Settings, to start another instance on the same database and cache.
     pub settings: HashMap<String, String>,
     server: tokio::task::JoinHandle<()>,
+    /// The database this app created (siblings share it and own nothing).
+    owned: Option<Owned>,
+}
+
+/// A test database, removed when its creator is dropped.
+enum Owned {
+    Postgres { admin_url: String, name: String },
+    Sqlite(std::path::PathBuf),
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        match self.owned.take() {
+            Some(Owned::Sqlite(path)) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Some(Owned::Postgres { admin_url, name }) => {
+                // Drop is not async: a short-lived thread with its own runtime drops the
+                // database, ending the connections the app still holds.
+                let _ = std::thread::spawn(move || {
+                    use sea_orm::{ConnectionTrait, Database};
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    rt.block_on(async {
+                        let admin = Database::connect(admin_url.as_str()).await.ok()?;
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = admin.execute_unprepared(&sql).await;
+                        admin.close().await.ok()
+                    })
+                })
+                .join();
+            }
+            None => {}
+        }
     }
 }
 
@@ -161,7 +195,7 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
 pub async fn spawn_app_with(backend: &Backend, extra: &[(&str, &str)]) -> TestApp {
     let id = unique();
     let mut settings: HashMap<String, String> = HashMap::new();
-    match backend {
+    let owned = match backend {
         Backend::Embedded => {
             let path = std::env::temp_dir().join(format!("larder-test-{id}.db"));
             settings.insert(
@@ -169,19 +203,26 @@ pub async fn spawn_app_with(backend: &Backend, extra: &[(&str, &str)]) -> TestAp
                 format!("sqlite://{}?mode=rwc", path.display()),
             );
             settings.insert("CACHE_BACKEND".into(), "memory".into());
+            Owned::Sqlite(path)
         }
         Backend::PostgresRedis { pg, redis } => {
             settings.insert("DATABASE_URL".into(), create_pg_database(pg, &id).await);
             settings.insert("REDIS_URL".into(), redis.clone());
             settings.insert("CACHE_BACKEND".into(), "redis".into());
+            Owned::Postgres {
+                admin_url: pg.clone(),
+                name: format!("larder_test_{id}"),
+            }
         }
-    }
+    };
     settings.insert("CACHE_PREFIX".into(), format!("larder-test-{id}:"));
     settings.insert("SEED_DEMO".into(), "false".into());
     for (k, v) in extra {
         settings.insert(k.to_string(), v.to_string());
     }
-    start(backend, settings).await
+    let mut app = start(backend, settings).await;
+    app.owned = Some(owned);
+    app
 }
 
 /// Another instance on the same database and cache as `other`.
@@ -223,6 +264,7 @@ pub async fn start(backend: &Backend, mut settings: HashMap<String, String>) -> 
         backend: backend.clone(),
         settings,
         server,
+        owned: None,
     }
 }
 

@@ -1,0 +1,855 @@
+#!/usr/bin/env python3
+"""larder benchmark: one command, bounded time, fresh database, JSON + table out.
+
+    python3 bench/run.py            # release build, full run (about 3 minutes plus the build)
+    python3 bench/run.py --quick    # about 1 minute smoke run, short durations
+
+What it does (see bench/README.md for what each figure means):
+
+1. `cargo build --release --bin larder` (skipped when LARDER_BIN names a binary).
+2. Creates the database `larder_bench_<ts>` on the local Postgres, seeds 10,000
+   products with `larder seed --products 10000`.
+3. Starts larder with the Redis cache (unique CACHE_PREFIX), runs the cached scenarios,
+   the fixed-rate run and the mutation mix with `oha`; restarts it with
+   CACHE_BACKEND=none and runs the uncached scenarios.
+4. For each scenario: throughput and latency from oha, and from the server's side CPU
+   time (/proc/<pid>/stat), SQL statements and cache round trips (/metrics), per request.
+5. Prints a table, writes <out>/<date>-<sha>.json and <out>/latest.json.
+6. Always (also on Ctrl-C): stops the server, drops the database, deletes its Redis keys.
+
+Python 3.11 standard library only. Environment overrides:
+    LARDER_BIN   use this binary and skip the build (e.g. target/debug/larder)
+    PGHOST, PGPORT, PGUSER (default 127.0.0.1, 5432, postgres), REDIS_HOST, REDIS_PORT
+    OHA          path of the oha binary
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+
+# The checkout to build and describe; --repo changes it (to benchmark an older commit
+# with this script, see bench/README.md).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "bench", "results")
+OHA_VERSION = "1.16.0"
+ADMIN_TOKEN = "bench-token"
+PRODUCTS = 10_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
+PG_PORT = os.environ.get("PGPORT", "5432")
+PG_USER = os.environ.get("PGUSER", "postgres")
+REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
+REDIS_PORT = os.environ.get("REDIS_PORT", "6379")
+
+# The three read scenarios. Product ids 1000..9999 (uniform; all exist after seeding
+# 10,000 products into an empty database). `{ID}` is replaced by a regex for oha's
+# --rand-regex-url, or by a fixed id for the sanity check.
+RANDOM_ID_REGEX = "[1-9][0-9]{3}"
+READS = {
+    "product": '{ product(id: "{ID}") { id name price } }',
+    "list": "{ products(first: 20) { totalCount nodes { id name price stockQuantity category { id name } } } }",
+    "category": '{ category(id: "1") { name productCount products(first: 20) { nodes { id name price } } } }',
+}
+# The mutation mix sends this with ids 1..10,000 and stock 0..499, one line per body,
+# which oha picks at random for each request (-Z).
+MUTATION = 'mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {stock} }}) {{ version }} }}'
+
+FULL = dict(duration=15, warmup=3, connections=32, rate=3000, rate_duration=30, rate_connections=64)
+QUICK = dict(duration=3, warmup=1, connections=32, rate=3000, rate_duration=5, rate_connections=64)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, **kw)
+
+
+def out_of(cmd: list[str], **kw) -> str:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout.strip()
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+def find_oha(install: bool) -> str:
+    candidates = [os.environ.get("OHA"), shutil.which("oha"), os.path.expanduser("~/.cargo/bin/oha")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    if not install:
+        sys.exit("bench: oha not found (set OHA, or drop --no-install)")
+    log(f"oha not found: cargo install oha --locked --version {OHA_VERSION} (a few minutes, once)")
+    run(["cargo", "install", "oha", "--locked", "--version", OHA_VERSION])
+    path = os.path.expanduser("~/.cargo/bin/oha")
+    if not os.path.isfile(path):
+        sys.exit("bench: cargo install oha finished but ~/.cargo/bin/oha is missing")
+    return path
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    return out_of(["psql", "-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER, "-d", db,
+                   "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+
+
+def redis_cli(*args: str) -> str:
+    return out_of(["redis-cli", "-h", REDIS_HOST, "-p", REDIS_PORT, *args])
+
+
+def preflight() -> None:
+    for tool in ("psql", "redis-cli", "git"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is not on PATH")
+    try:
+        psql("select 1")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"bench: cannot reach Postgres at {PG_HOST}:{PG_PORT} as {PG_USER}: {e.stderr.strip()}")
+    try:
+        if redis_cli("ping") != "PONG":
+            raise subprocess.CalledProcessError(1, "redis-cli ping")
+    except subprocess.CalledProcessError:
+        sys.exit(f"bench: cannot reach Redis at {REDIS_HOST}:{REDIS_PORT}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- facts
+
+
+def machine_facts() -> dict:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kb = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kb = int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1) if mem_kb else None,
+        "kernel": platform.release(),
+        "hostname": socket.gethostname(),
+    }
+
+
+def git_facts() -> dict:
+    def git(*a):
+        try:
+            return out_of(["git", *a], cwd=REPO)
+        except subprocess.CalledProcessError:
+            return ""
+    return {
+        "sha": git("rev-parse", "HEAD"),
+        "short_sha": git("rev-parse", "--short", "HEAD") or "nogit",
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "subject": git("log", "-1", "--format=%s"),
+    }
+
+
+def versions(oha: str) -> dict:
+    with open(os.path.join(REPO, "Cargo.toml"), "rb") as f:
+        larder = tomllib.load(f)["package"]["version"]
+    info = redis_cli("info", "server")
+    redis = next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                  if l.startswith("redis_version:")), "unknown")
+    try:
+        rustc = out_of(["rustc", "--version"], cwd=REPO)
+    except (OSError, subprocess.CalledProcessError):
+        rustc = "unknown"
+    return {
+        "larder": larder,
+        "oha": out_of([oha, "--version"]),
+        "postgres": psql("select version()"),
+        "redis": redis,
+        "rustc": rustc,
+        "python": platform.python_version(),
+    }
+
+
+# ---------------------------------------------------------------------------- server
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state); utime is field 14, stime field 15.
+    return int(rest[11]) + int(rest[12])
+
+
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict, float]]:
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = METRIC_LINE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        samples.append((m.group(1), dict(LABEL.findall(m.group(2) or "")), value))
+    return samples
+
+
+def metric_sum(samples, name: str, **labels) -> float:
+    return sum(v for n, l, v in samples
+               if n == name and all(l.get(k) == want for k, want in labels.items()))
+
+
+class Server:
+    def __init__(self, binary: str, env: dict, workdir: str, name: str):
+        self.binary, self.env, self.workdir, self.name = binary, env, workdir, name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(workdir, f"server-{name}.log")
+
+    def start(self, timeout: float = 60) -> None:
+        env = dict(self.env, BIND_ADDR=f"127.0.0.1:{self.port}")
+        self.log_file = open(self.log_path, "w")
+        # Own session: a Ctrl-C reaches only this script, which then stops the server
+        # before dropping the database. cwd is a temp dir, so no stray .env is read.
+        self.proc = subprocess.Popen([self.binary, "serve"], env=env, cwd=self.workdir,
+                                     stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"larder exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"larder did not answer /health within {timeout} s:\n{self.log_tail()}")
+        # /health answers before the Redis connection is up; give the cache a moment.
+        want = self.env["CACHE_BACKEND"]
+        deadline = time.monotonic() + 10
+        while True:
+            ready = json.loads(self.get("/ready"))
+            if ready.get("cache", {}).get("connected") or want == "none":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cache backend {want} not connected: {ready}")
+            time.sleep(0.1)
+        if ready.get("cache", {}).get("backend") != want:
+            raise RuntimeError(f"server runs cache backend {ready.get('cache')}, wanted {want}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(self.base + path, timeout=10) as r:
+            return r.read().decode()
+
+    def graphql(self, query: str, token: str | None = None) -> dict:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.base + "/graphql", method="POST", headers=headers,
+                                     data=json.dumps({"query": query}).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"HTTP {e.code} for {query!r}: {e.read()[:500]!r}") from None
+        if body.get("errors") or not body.get("data"):
+            raise RuntimeError(f"GraphQL errors for {query!r}: {json.dumps(body)[:500]}")
+        return body["data"]
+
+    def snapshot(self) -> dict:
+        samples = parse_metrics(self.get("/metrics"))
+        return {
+            "ticks": cpu_ticks(self.proc.pid),
+            "graphql_requests": metric_sum(samples, "http_requests_total", route="/graphql"),
+            "sql_read": metric_sum(samples, "db_statements_total", kind="read"),
+            "sql_write": metric_sum(samples, "db_statements_total", kind="write"),
+            "round_trips": metric_sum(samples, "cache_round_trips_total"),
+            "cache_hits": metric_sum(samples, "cache_events_total", event="hit"),
+            "cache_misses": metric_sum(samples, "cache_events_total", event="miss"),
+            "cache_errors": metric_sum(samples, "cache_events_total", event="error"),
+            "graphql_errors": metric_sum(samples, "graphql_operations_total", outcome="error"),
+            "client_cpu": client_cpu(),
+            "time": time.monotonic(),
+        }
+
+
+def client_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------------------- oha
+
+
+def read_url(base: str, query: str) -> str:
+    return base + "/graphql?query=" + urllib.parse.quote(query, safe="")
+
+
+def read_url_regex(base: str, query: str) -> str:
+    """A --rand-regex-url pattern: the fixed parts escaped, `{ID}` a random id."""
+    before, after = query.split("{ID}")
+    return (regex_escape(base + "/graphql?query=" + urllib.parse.quote(before, safe=""))
+            + RANDOM_ID_REGEX + regex_escape(urllib.parse.quote(after, safe="")))
+
+
+def regex_escape(text: str) -> str:
+    """Escapes regex syntax except `.`: oha escapes every dot of the pattern itself."""
+    return re.sub(r"([\\^$*+?{}\[\]|()])", r"\\\1", text)
+
+
+def oha_read_args(base: str, scenario: str) -> list[str]:
+    query = READS[scenario]
+    if "{ID}" in query:
+        return ["--rand-regex-url", read_url_regex(base, query)]
+    return [read_url(base, query)]
+
+
+def mutation_bodies(path: str) -> str:
+    """One JSON body per line, a random stock for each product id (seeded: repeatable)."""
+    rng = random.Random(42)
+    with open(path, "w") as f:
+        for i in range(1, PRODUCTS + 1):
+            query = MUTATION.format(id=i, stock=rng.randrange(500))
+            f.write(json.dumps({"query": query}) + "\n")
+    return path
+
+
+def oha_mutation_args(base: str, bodies: str) -> list[str]:
+    return ["-m", "POST", "-H", f"authorization: Bearer {ADMIN_TOKEN}",
+            "-H", "content-type: application/json", "-Z", bodies, base + "/graphql"]
+
+
+def oha_cmd(oha: str, load: list[str], target: list[str]) -> list[str]:
+    return [oha, "--no-tui", "--output-format", "json", "--wait-ongoing-requests-after-deadline",
+            "-H", "accept: application/json", *load, *target]
+
+
+def oha_start(cmd: list[str], out_path: str) -> tuple[subprocess.Popen, object]:
+    out = open(out_path, "w")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True), out
+
+
+def oha_finish(proc: subprocess.Popen, out, out_path: str, cmd: list[str], timeout: float) -> dict:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"oha ran past {timeout:.0f} s: {' '.join(cmd)}")
+    except BaseException:  # Ctrl-C, SIGTERM: never leave a load generator behind
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        out.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"oha failed ({proc.returncode}): {err.strip()}\n{' '.join(cmd)}")
+    with open(out_path) as f:
+        return json.load(f)
+
+
+def summarize_oha(r: dict) -> dict:
+    s = r.get("summary", {})
+    p = r.get("latencyPercentiles", {}) or {}
+    codes = {str(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
+    errors = r.get("errorDistribution") or {}
+    ms = lambda v: None if v is None else v * 1000
+    return {
+        "requests": sum(codes.values()),
+        "rps": s.get("requestsPerSec"),
+        "success_rate": s.get("successRate"),
+        "mean_ms": ms(s.get("average")),
+        "p50_ms": ms(p.get("p50")),
+        "p90_ms": ms(p.get("p90")),
+        "p99_ms": ms(p.get("p99")),
+        "p99_9_ms": ms(p.get("p99.9")),
+        "max_ms": ms(s.get("slowest")),
+        "status_codes": codes,
+        "non_2xx": sum(v for k, v in codes.items() if not k.startswith("2")),
+        "errors": errors,
+        "error_count": sum(errors.values()),
+    }
+
+
+def server_figures(before: dict, after: dict) -> dict:
+    d = {k: after[k] - before[k] for k in before}
+    n = d["graphql_requests"]
+    per = lambda v: (v / n) if n else None
+    looked_up = d["cache_hits"] + d["cache_misses"]
+    return {
+        "server_requests": int(n),
+        "server_cpu_s": d["ticks"] / CLK_TCK,
+        "cpu_us_per_req": per(d["ticks"] / CLK_TCK * 1e6),
+        "sql_reads_per_req": per(d["sql_read"]),
+        "sql_writes_per_req": per(d["sql_write"]),
+        "round_trips_per_req": per(d["round_trips"]),
+        "cache_hit_rate": (d["cache_hits"] / looked_up) if looked_up else None,
+        # Cache commands that failed or timed out (CACHE_TIMEOUT_MS): served from the database.
+        "cache_errors": int(d["cache_errors"]),
+        # Operations answered with GraphQL errors (HTTP 200 or not): should be 0.
+        "graphql_errors": int(d["graphql_errors"]),
+        "client_cpu_s": d["client_cpu"],
+        "wall_s": d["time"],
+    }
+
+
+class Bench:
+    def __init__(self, oha: str, settings: dict, tmp: str):
+        self.oha, self.s, self.tmp = oha, settings, tmp
+        self.n = 0
+
+    def _path(self, name: str) -> str:
+        self.n += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+        return os.path.join(self.tmp, f"oha-{self.n:02d}-{safe}.json")
+
+    def _run(self, cmd: list[str], name: str, seconds: float) -> dict:
+        proc, out = oha_start(cmd, path := self._path(name))
+        return oha_finish(proc, out, path, cmd, timeout=seconds + 60)
+
+    def warm(self, server: Server, scenario: str) -> None:
+        if self.s["warmup"] > 0:
+            cmd = oha_cmd(self.oha, ["-z", f"{self.s['warmup']}s", "-c", str(self.s["connections"])],
+                          oha_read_args(server.base, scenario))
+            self._run(cmd, f"warmup-{scenario}", self.s["warmup"])
+
+    def closed(self, server: Server, scenario: str, label: str) -> dict:
+        self.warm(server, scenario)
+        load = ["-z", f"{self.s['duration']}s", "-c", str(self.s["connections"])]
+        cmd = oha_cmd(self.oha, load, oha_read_args(server.base, scenario))
+        time.sleep(0.2)
+        before = server.snapshot()
+        result = self._run(cmd, label, self.s["duration"])
+        time.sleep(0.3)  # let the server finish what oha abandoned, so counters settle
+        after = server.snapshot()
+        cache = server.env["CACHE_BACKEND"]
+        return {"id": f"{scenario}/{cache}", "name": label, "kind": "closed", "cache": cache,
+                "query": READS[scenario], "command": cmd,
+                **summarize_oha(result), **server_figures(before, after)}
+
+    def fixed_rate(self, server: Server, scenario: str, label: str) -> dict:
+        load = ["-q", str(self.s["rate"]), "-z", f"{self.s['rate_duration']}s",
+                "-c", str(self.s["rate_connections"]), "--latency-correction"]
+        cmd = oha_cmd(self.oha, load, oha_read_args(server.base, scenario))
+        time.sleep(0.2)
+        before = server.snapshot()
+        result = self._run(cmd, label, self.s["rate_duration"])
+        time.sleep(0.3)
+        after = server.snapshot()
+        cache = server.env["CACHE_BACKEND"]
+        return {"id": f"{scenario}-fixed-rate/{cache}", "name": label, "kind": "fixed-rate",
+                "cache": cache,
+                "query": READS[scenario], "command": cmd, "target_rps": self.s["rate"],
+                **summarize_oha(result), **server_figures(before, after)}
+
+    def mix(self, server: Server, label: str, db: str) -> dict:
+        c = self.s["connections"]
+        writers = max(1, round(c / 10))
+        readers = 9 * writers
+        z = ["-z", f"{self.s['duration']}s"]
+        read_cmd = oha_cmd(self.oha, [*z, "-c", str(readers)], oha_read_args(server.base, "product"))
+        bodies = mutation_bodies(os.path.join(self.tmp, "mutations.jsonl"))
+        write_cmd = oha_cmd(self.oha, [*z, "-c", str(writers)], oha_mutation_args(server.base, bodies))
+        versions_before = int(psql("select sum(version) from products", db=db))
+        time.sleep(0.2)
+        before = server.snapshot()
+        rp, ro = oha_start(read_cmd, read_path := self._path(label + "-reads"))
+        wp, wo = oha_start(write_cmd, write_path := self._path(label + "-writes"))
+        try:
+            reads = oha_finish(rp, ro, read_path, read_cmd, self.s["duration"] + 60)
+            writes = oha_finish(wp, wo, write_path, write_cmd, self.s["duration"] + 60)
+        finally:
+            for p in (rp, wp):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        time.sleep(0.3)
+        after = server.snapshot()
+        versions_bumped = int(psql("select sum(version) from products", db=db)) - versions_before
+        r, w = summarize_oha(reads), summarize_oha(writes)
+        total = r["requests"] + w["requests"]
+        cache = server.env["CACHE_BACKEND"]
+        return {"id": f"mix/{cache}", "name": label, "kind": "mix", "cache": cache,
+                "query": READS["product"], "mutation": MUTATION,
+                "command": read_cmd, "write_command": write_cmd,
+                "read_connections": readers, "write_connections": writers,
+                "requests": total,
+                "rps": (r["rps"] or 0) + (w["rps"] or 0),
+                "write_fraction": (w["requests"] / total) if total else None,
+                # Committed updates (sum of product versions): should equal the writes' 200s.
+                "versions_bumped": versions_bumped,
+                "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "p99_9_ms": r["p99_9_ms"],
+                "non_2xx": r["non_2xx"] + w["non_2xx"],
+                "error_count": r["error_count"] + w["error_count"],
+                "reads": r, "writes": w,
+                **server_figures(before, after)}
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def prewarm_products(server: Server) -> None:
+    """Fill the item cache for every seeded product, 100 ids per request."""
+    for start in range(1, PRODUCTS + 1, 100):
+        ids = ", ".join(f'"{i}"' for i in range(start, min(start + 100, PRODUCTS + 1)))
+        data = server.graphql(f"{{ productsByIds(ids: [{ids}]) {{ id name price }} }}")
+        if any(p is None for p in data["productsByIds"]):
+            raise RuntimeError(f"products {start}..{start + 99} are not all there after seeding")
+
+
+def check_reads(server: Server) -> None:
+    """Each scenario's query answers with data and no errors, over GET like oha sends it."""
+    for name, query in READS.items():
+        url = read_url(server.base, query.replace("{ID}", "1234"))
+        req = urllib.request.Request(url, headers={"accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = json.loads(r.read())
+        if body.get("errors") or not body.get("data") or None in body["data"].values():
+            raise RuntimeError(f"scenario {name}: unexpected answer {json.dumps(body)[:400]}")
+
+
+
+def check_random_urls(oha: str, server: Server) -> None:
+    """oha's own expansions of the --rand-regex-url pattern answer with existing products."""
+    pattern = read_url_regex(server.base, READS["product"])
+    urls = out_of([oha, "--rand-regex-url", "--dump-urls", "20", pattern]).split()
+    if len(urls) != 20:
+        raise RuntimeError(f"oha --dump-urls gave {len(urls)} URLs for {pattern}")
+    for url in urls:
+        if not url.startswith(server.base + "/graphql?query="):
+            raise RuntimeError(f"oha expanded {pattern} to {url}")
+        req = urllib.request.Request(url, headers={"accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = json.loads(r.read())
+        if body.get("errors") or not (body.get("data") or {}).get("product"):
+            raise RuntimeError(f"{url}: unexpected answer {json.dumps(body)[:400]}")
+
+
+def check_mutation(server: Server) -> int:
+    query = MUTATION.format(id=7, stock=5)
+    return server.graphql(query, token=ADMIN_TOKEN)["updateProduct"]["version"]
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def fmt(v, spec: str = ".1f", none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def table(results: list[dict]) -> str:
+    head = ["scenario", "cache", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
+            "CPU µs/req", "SQL/req", "RT/req", "hit %", "cache err", "bad"]
+    rows = []
+    for r in results:
+        rows.append([
+            r["name"], r["cache"], fmt(r["rps"], ",.0f"),
+            fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), fmt(r["p99_9_ms"], ".2f"),
+            fmt(r["cpu_us_per_req"], ",.0f"), fmt(r["sql_reads_per_req"], ".2f"),
+            fmt(r["round_trips_per_req"], ".2f"),
+            fmt(None if r["cache_hit_rate"] is None or r["cache"] == "none"
+                else r["cache_hit_rate"] * 100, ".1f"),
+            str(r["cache_errors"]), str(r["non_2xx"] + r["error_count"] + r["graphql_errors"]),
+        ])
+        if r["kind"] == "mix":
+            for side in ("reads", "writes"):
+                s = r[side]
+                rows.append([f"  └ {side}", "", fmt(s["rps"], ",.0f"), fmt(s["p50_ms"], ".2f"),
+                             fmt(s["p99_ms"], ".2f"), fmt(s["p99_9_ms"], ".2f"),
+                             "", "", "", "", "", str(s["non_2xx"] + s["error_count"])])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def write_results(doc: dict, out_dir: str) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f"{dt.date.today().isoformat()}-{doc['git']['short_sha']}"
+    if doc["git"]["dirty"]:
+        stem += "-dirty"
+    if doc["settings"]["quick"]:
+        stem += "-quick"
+    path = os.path.join(out_dir, stem + ".json")
+    n = 2
+    while os.path.exists(path):
+        path = os.path.join(out_dir, f"{stem}-{n}.json")
+        n += 1
+    text = json.dumps(doc, indent=2) + "\n"
+    for p in (path, os.path.join(out_dir, "latest.json")):
+        with open(p, "w") as f:
+            f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def build() -> tuple[str, float]:
+    log("cargo build --release --bin larder")
+    log("note: a clean release build takes about 10 minutes on a 2-core machine; "
+        "an incremental one after a small change takes well under a minute")
+    started = time.monotonic()
+    run(["cargo", "build", "--release", "--bin", "larder"], cwd=REPO)
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    return os.path.join(target, "release", "larder"), time.monotonic() - started
+
+
+def main() -> int:
+    global REPO
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 3 s per scenario, 5 s fixed rate (about 1 minute)")
+    ap.add_argument("--out", default=RESULTS,
+                    help="directory for the JSON results (default: bench/results next to this script)")
+    ap.add_argument("--repo", default=REPO,
+                    help="larder checkout to build and benchmark (default: the one holding this script)")
+    ap.add_argument("--duration", type=int, help="seconds per closed-loop scenario (15; quick 3)")
+    ap.add_argument("--warmup", type=int, help="untimed seconds before each closed-loop scenario")
+    ap.add_argument("--connections", type=int, help="oha connections, closed loop (32)")
+    ap.add_argument("--rate", type=int, help="requests/s of the fixed-rate run (3000)")
+    ap.add_argument("--rate-duration", type=int, help="seconds of the fixed-rate run (30; quick 5)")
+    ap.add_argument("--no-install", action="store_true", help="fail instead of installing oha")
+    args = ap.parse_args()
+    REPO = os.path.abspath(args.repo)
+    if not os.path.isfile(os.path.join(REPO, "Cargo.toml")):
+        sys.exit(f"bench: {REPO} has no Cargo.toml")
+
+    settings = dict(QUICK if args.quick else FULL)
+    for k in ("duration", "warmup", "connections", "rate", "rate_duration"):
+        if getattr(args, k) is not None:
+            settings[k] = getattr(args, k)
+    settings.update(quick=args.quick, products=PRODUCTS, db_max_connections=10,
+                    random_ids=RANDOM_ID_REGEX, rate_latency_correction=True,
+                    mix="product(id) reads and updateProduct writes (random ids, -Z) from two "
+                        "concurrent oha processes, 9 read connections per write connection")
+
+    def on_term(signum, frame):
+        raise Interrupted(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    # Ctrl-C must reach the cleanup even when started from a shell that ignores SIGINT
+    # in background jobs (Python then leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    preflight()
+    oha = find_oha(install=not args.no_install)
+    oha_version = out_of([oha, "--version"])
+    if not oha_version.startswith("oha " + OHA_VERSION.rsplit(".", 1)[0] + "."):
+        log(f"warning: {oha_version} at {oha}; the flags used here were checked against "
+            f"oha {OHA_VERSION} (cargo install oha --locked --version {OHA_VERSION})")
+    binary = os.environ.get("LARDER_BIN")
+    build_s = None
+    if binary:
+        binary = os.path.abspath(binary)
+        log(f"LARDER_BIN={binary}: skipping the release build")
+        if "/release/" not in binary:
+            log("warning: not a release binary; the figures are for checking the plumbing only")
+    else:
+        binary, build_s = build()
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"bench: {binary} is not an executable")
+
+    ts = time.strftime("%Y%m%d%H%M%S") + f"_{os.getpid()}"
+    db = f"larder_bench_{ts}"
+    prefix = f"larder-bench-{ts}:"
+    tmp = tempfile.mkdtemp(prefix="larder-bench-")
+    base_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "DATABASE_URL": f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}",
+        "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/",
+        "CACHE_PREFIX": prefix,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SEED_DEMO": "false",
+        "RUST_LOG": "warn",
+        "DB_MAX_CONNECTIONS": str(settings["db_max_connections"]),
+    }
+    settings["server_env"] = {k: v for k, v in base_env.items() if k not in ("PATH", "HOME")}
+    server: Server | None = None
+    db_created = False
+    results: list[dict] = []
+    started = time.monotonic()
+    try:
+        doc = {
+            "schema": 1,
+            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_facts(),
+            "git": git_facts(),
+            "versions": versions(oha),
+            "binary": binary,
+            "build_seconds": build_s,
+            "settings": settings,
+        }
+        log(f"creating database {db}")
+        psql(f'create database "{db}"')
+        db_created = True
+        log(f"seeding {PRODUCTS:,} products")
+        seed_env = dict(base_env, CACHE_BACKEND="redis")
+        t = time.monotonic()
+        run([binary, "seed", "--products", str(PRODUCTS)], env=seed_env, cwd=tmp,
+            stdout=subprocess.DEVNULL)
+        doc["seed_seconds"] = round(time.monotonic() - t, 2)
+        count = int(psql("select count(*) from products", db=db))
+        if count != PRODUCTS:
+            raise RuntimeError(f"expected {PRODUCTS} products after seeding, found {count}")
+        bench = Bench(oha, settings, tmp)
+
+        # --- cache on ---------------------------------------------------------------
+        server = Server(binary, dict(base_env, CACHE_BACKEND="redis"), tmp, "redis")
+        server.start()
+        log(f"larder (cache redis) on {server.base}, pid {server.proc.pid}")
+        check_reads(server)
+        check_random_urls(oha, server)
+        prewarm_products(server)
+        for scenario in READS:
+            log(f"closed loop: {scenario}, cache on ({settings['duration']} s)")
+            results.append(bench.closed(server, scenario, f"{scenario}"))
+        log(f"fixed rate: product, {settings['rate']} req/s for {settings['rate_duration']} s")
+        results.append(bench.fixed_rate(server, "product", "product @ fixed rate"))
+        v = check_mutation(server)
+        log(f"mutation mix ({settings['duration']} s; product 7 is at version {v})")
+        results.append(bench.mix(server, "mix 9:1 conns", db))
+        server.stop()
+        server = None
+
+        # --- cache off --------------------------------------------------------------
+        server = Server(binary, dict(base_env, CACHE_BACKEND="none"), tmp, "none")
+        server.start()
+        log(f"larder (cache none) on {server.base}, pid {server.proc.pid}")
+        check_reads(server)
+        for scenario in READS:
+            log(f"closed loop: {scenario}, cache off ({settings['duration']} s)")
+            results.append(bench.closed(server, scenario, f"{scenario}"))
+        server.stop()
+        server = None
+
+        doc["total_seconds"] = round(time.monotonic() - started, 1)
+        doc["results"] = results
+        print()
+        print(f"larder {doc['versions']['larder']} @ {doc['git']['short_sha']}"
+              f"{' (dirty)' if doc['git']['dirty'] else ''}, {doc['machine']['cores']} cores "
+              f"{doc['machine']['cpu_model']}; {'QUICK ' if args.quick else ''}"
+              f"{settings['duration']} s closed loop at -c {settings['connections']}, "
+              f"fixed rate {settings['rate']} req/s for {settings['rate_duration']} s")
+        print(table(results))
+        mix = next(r for r in results if r["kind"] == "mix")
+        print(f"mix: {mix['read_connections']} read + {mix['write_connections']} write connections; "
+              f"writes were {fmt(mix['write_fraction'] * 100 if mix['write_fraction'] is not None else None)} % "
+              f"of requests; {mix['versions_bumped']} updates committed")
+        if mix["versions_bumped"] != mix["writes"]["status_codes"].get("200", 0):
+            print(f"warning: {mix['writes']['status_codes'].get('200', 0)} updateProduct answers "
+                  f"were 200 but {mix['versions_bumped']} versions were bumped")
+        rate = next(r for r in results if r["kind"] == "fixed-rate")
+        print(f"fixed rate: achieved {fmt(rate['rps'], ',.0f')} of {settings['rate']} req/s; "
+              "its percentiles are latency-corrected (measured from the scheduled send time)")
+        if (rate["rps"] or 0) < 0.95 * settings["rate"]:
+            print(f"warning: the server did not keep up with {settings['rate']} req/s, so the "
+                  "fixed-rate percentiles measure a growing queue, not service time")
+        bad = [r["name"] for r in results if r["non_2xx"] or r["error_count"] or r["graphql_errors"]]
+        if bad:
+            print(f"warning: non-2xx answers, connection errors or GraphQL errors in: "
+                  f"{', '.join(bad)} (see status_codes, errors, graphql_errors in the JSON)")
+        path = write_results(doc, args.out)
+        print(f"\nwrote {path} and {os.path.join(args.out, 'latest.json')} "
+              f"({doc['total_seconds']} s in all)")
+        return 0
+    except (KeyboardInterrupt, Interrupted) as e:
+        log(f"interrupted ({str(e) or 'Ctrl-C'}): cleaning up")
+        return 130
+    except Exception as e:
+        detail = getattr(e, "stderr", None)
+        log(f"failed: {e}{(': ' + detail.strip()) if isinstance(detail, str) else ''}")
+        if not isinstance(e, (RuntimeError, subprocess.CalledProcessError)):
+            traceback.print_exc()
+        if server:
+            log(f"server log tail:\n{server.log_tail()}")
+        return 1
+    finally:
+        # Ignore further Ctrl-C while cleaning up, so the database is always dropped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if server:
+            server.stop()
+        if db_created:
+            try:
+                psql(f'drop database if exists "{db}" with (force)')
+                log(f"dropped database {db}")
+            except subprocess.CalledProcessError as e:
+                log(f"could not drop {db}: {e.stderr.strip()}")
+        try:
+            keys = redis_cli("--scan", "--pattern", f"*{prefix}*").split()
+            for i in range(0, len(keys), 500):
+                redis_cli("unlink", *keys[i:i + 500])
+            if keys:
+                log(f"deleted {len(keys)} Redis keys under {prefix}")
+        except subprocess.CalledProcessError as e:
+            log(f"could not delete Redis keys under {prefix}: {e}")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -69,13 +69,7 @@ impl Application {
             config.db_timeout,
         )
         .await?;
-        let cache = Cache::new(
-            config.cache_backend,
-            config.redis_url.as_deref(),
-            &config.cache_prefix,
-            config.cache_ttls.clone(),
-            config.cache_timeout,
-        )?;
+        let cache = Cache::from_config(&config)?;
         let catalog = Catalog::new(db, Arc::new(cache));
         if catalog.cache().backend() == "redis" {
             catalog.spawn_outbox_replayer();

@@ -85,14 +85,7 @@ async fn seed(config: Config, products: u64) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let cache = Cache::new(
-        config.cache_backend,
-        config.redis_url.as_deref(),
-        &config.cache_prefix,
-        config.cache_ttls.clone(),
-        config.cache_timeout,
-    )
-    .map_err(|e| e.to_string())?;
+    let cache = Cache::from_config(&config).map_err(|e| e.to_string())?;
     if let Some(client) = cache.redis_client() {
         // Give the background connection a moment so the cache is retired, not skipped.
         use fred::interfaces::ClientLike;

@@ -116,6 +116,17 @@ impl Cache {
         })
     }
 
+    /// The cache the settings ask for.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, CacheError> {
+        Self::new(
+            config.cache_backend,
+            config.redis_url.as_deref(),
+            &config.cache_prefix,
+            config.cache_ttls.clone(),
+            config.cache_timeout,
+        )
+    }
+
     pub fn backend(&self) -> &'static str {
         match self.store {
             Store::Redis(_) => "redis",

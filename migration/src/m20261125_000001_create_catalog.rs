@@ -1,5 +1,4 @@
-//! The catalog: categories, products (with the `version` the cache protocol relies on),
-//! and the cache outbox that records invalidations in the same transaction as a write.
+//! The catalog: categories, and products with the `version` the cache protocol relies on.
 use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]

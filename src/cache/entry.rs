@@ -71,7 +71,8 @@ impl<'a> Entry<'a> {
         }
     }
 
-    /// The version a stored entry guards, for the rules below (0 for "absent").
+    /// The version a stored entry guards, for the rules below (`None` when it guards
+    /// none: absent markers and list pages).
     fn floor(&self) -> Option<i64> {
         match self {
             Entry::Value { version, .. } | Entry::Pending { version } => Some(*version),

@@ -1,6 +1,7 @@
 //! The in-process store (moka), for a single instance: the same entry format and the
 //! same two rules as Redis, each applied atomically per key with moka's
-//! `and_compute_with`, and per-entry TTLs.
+//! `and_compute_with`, and per-entry TTLs. Tombstones are also kept in a second store
+//! without a capacity limit, so a full cache cannot evict one early.
 use std::{
     sync::{
         Arc,
@@ -39,7 +40,11 @@ impl Expiry<String, Stored> for PerEntryTtl {
 }
 
 pub struct MemoryStore {
+    /// Values, markers and tombstones, bounded: the least useful entries are evicted.
     entries: Cache<String, Stored>,
+    /// Tombstones again, with no capacity limit (TTL only): an evicted tombstone would
+    /// let a reader holding an older row fill it back, so fills check this store too.
+    tombstones: Cache<String, Stored>,
     epoch: AtomicU64,
     generation: AtomicU64,
 }
@@ -51,6 +56,7 @@ impl MemoryStore {
                 .max_capacity(max_entries)
                 .expire_after(PerEntryTtl)
                 .build(),
+            tombstones: Cache::builder().expire_after(PerEntryTtl).build(),
             epoch: AtomicU64::new(0),
             generation: AtomicU64::new(rand::random_range(1u64..1 << 40)),
         }
@@ -78,12 +84,15 @@ impl MemoryStore {
                 raw: f.payload.as_str().into(),
                 ttl: f.ttl,
             };
+            let tombstones = &self.tombstones;
             let result = self
                 .entries
                 .entry(f.key.clone())
-                .and_compute_with(|cur| {
-                    let ok = entry::fill_allowed(cur.as_ref().map(|e| &*e.value().raw), f.version);
-                    std::future::ready(if ok { Op::Put(new) } else { Op::Nop })
+                .and_compute_with(|cur| async move {
+                    let tomb = tombstones.get(&f.key).await;
+                    let ok = entry::fill_allowed(cur.as_ref().map(|e| &*e.value().raw), f.version)
+                        && entry::fill_allowed(tomb.as_ref().map(|t| &*t.raw), f.version);
+                    if ok { Op::Put(new) } else { Op::Nop }
                 })
                 .await;
             if !matches!(
@@ -103,6 +112,18 @@ impl MemoryStore {
                 raw: m.payload().into(),
                 ttl: m.ttl,
             };
+            // The tombstone first, in the store no capacity limit can evict from.
+            self.tombstones
+                .entry(m.key.clone())
+                .and_compute_with(|cur| {
+                    let ok = entry::mark_allowed(
+                        cur.as_ref().map(|e| &*e.value().raw),
+                        m.version,
+                        m.gone,
+                    );
+                    std::future::ready(if ok { Op::Put(new.clone()) } else { Op::Nop })
+                })
+                .await;
             self.entries
                 .entry(m.key.clone())
                 .and_compute_with(|cur| {
@@ -149,5 +170,43 @@ impl MemoryStore {
 
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(key: &str, version: i64) -> Fill {
+        Fill {
+            key: key.into(),
+            version,
+            payload: entry::value(version, 0, "{}"),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_cannot_evict_a_tombstone_that_guards_against_an_old_fill() {
+        let store = MemoryStore::new(10);
+        let mark = Mark {
+            key: "p:1".into(),
+            version: 5,
+            gone: false,
+            ttl: Duration::from_secs(60),
+        };
+        store.mark(&[mark]).await.unwrap();
+        // Flood the bounded store far past its capacity.
+        for i in 0..2_000 {
+            store
+                .fill(&[fill(&format!("p:{}", i + 100), 1)])
+                .await
+                .unwrap();
+        }
+        store.entries.run_pending_tasks().await;
+        assert!(store.entries.entry_count() <= 10);
+        // A reader that loaded version 4 before the write must still be refused.
+        assert_eq!(store.fill(&[fill("p:1", 4)]).await.unwrap(), 0);
+        assert_eq!(store.fill(&[fill("p:1", 5)]).await.unwrap(), 1);
     }
 }

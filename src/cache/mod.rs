@@ -16,7 +16,10 @@ pub mod stats;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicU64,
+            Ordering::{Relaxed, SeqCst},
+        },
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -31,6 +34,8 @@ pub enum CacheError {
     Unavailable,
     #[error("cache command timed out")]
     Timeout,
+    #[error("cache lost its epoch (flushed or restarted); re-seeding")]
+    Unseeded,
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
 }
@@ -84,10 +89,13 @@ pub struct Cache {
     pub stats: CacheStats,
     /// Unix second of the last logged cache error (rate limit for the log).
     last_error_log: AtomicU64,
-    /// Set by any error of the shared store: reads bypass the cache until the outbox
-    /// has been replayed (see `catalog::outbox`), because an invalidation may have
-    /// been lost while this instance could not reach Redis.
-    degraded: AtomicBool,
+    /// Errors of the shared store so far, and how many of them a completed resync
+    /// (outbox replayed, Redis answering) has covered. While the first is ahead, reads
+    /// bypass the cache (see `catalog::outbox`): an invalidation may have been lost
+    /// while this instance could not reach Redis. Two counters instead of a flag, so
+    /// an error during a resync is never cleared by it.
+    error_seq: AtomicU64,
+    resynced_seq: AtomicU64,
 }
 
 impl Cache {
@@ -112,7 +120,8 @@ impl Cache {
             ttls,
             stats: CacheStats::default(),
             last_error_log: AtomicU64::new(0),
-            degraded: AtomicBool::new(false),
+            error_seq: AtomicU64::new(0),
+            resynced_seq: AtomicU64::new(0),
         })
     }
 
@@ -204,8 +213,7 @@ impl Cache {
                 Ok(())
             }
             Err(e) => {
-                self.degraded
-                    .store(matches!(self.store, Store::Redis(_)), Relaxed);
+                self.record_error();
                 self.stats.add(Kind::List, Event::Error, 1);
                 Err(e)
             }
@@ -284,27 +292,38 @@ impl Cache {
 
     /// Whether reads bypass the cache until the outbox is replayed.
     pub fn is_degraded(&self) -> bool {
-        self.degraded.load(Relaxed)
+        self.error_seq.load(SeqCst) > self.resynced_seq.load(SeqCst)
     }
 
-    /// The outbox has been replayed and Redis answers: reads may use the cache again.
-    pub async fn resync_done(&self) -> bool {
+    /// The error count now; a resync started after reading it covers those errors.
+    pub fn error_seq(&self) -> u64 {
+        self.error_seq.load(SeqCst)
+    }
+
+    fn record_error(&self) {
+        if matches!(self.store, Store::Redis(_)) {
+            self.error_seq.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// The outbox was replayed after the error count was `seen`: if Redis answers now,
+    /// reads may use the cache again (unless a newer error happened meanwhile).
+    pub async fn resync_done(&self, seen: u64) -> bool {
         let healthy = match &self.store {
             Store::Redis(r) => r.ping().await.is_ok(),
             _ => true,
         };
         if healthy {
-            self.degraded.store(false, Relaxed);
+            self.resynced_seq.fetch_max(seen, SeqCst);
         }
-        healthy
+        healthy && !self.is_degraded()
     }
 
     fn ok_or_log<T>(&self, kind: Kind, result: Result<T, CacheError>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.degraded
-                    .store(matches!(self.store, Store::Redis(_)), Relaxed);
+                self.record_error();
                 self.stats.add(kind, Event::Error, 1);
                 self.log_error(&e);
                 None

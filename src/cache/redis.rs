@@ -122,20 +122,18 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// A missing generation key (new or restarted Redis) gets a random start value,
-    /// so a generation number seen before a restart is not seen again after it.
+    /// Missing generation and epoch keys (a new, restarted or flushed Redis) get random
+    /// start values, so neither a generation nor an epoch seen before a restart is seen
+    /// again after it: a page or value filled from a pre-restart read reads as a miss.
     fn seed_generation_on_connect(&self) {
         let client = self.client.clone();
-        let key = self.keys.generation();
+        let keys = [self.keys.generation(), self.keys.epoch()];
         // The returned handle is dropped: the task lives as long as the client.
         let _task = self.client.on_reconnect(move |_server| {
             let client = client.clone();
-            let key = key.clone();
+            let keys = keys.clone();
             async move {
-                let seed = rand::random_range(1u64..1 << 40);
-                let _: Result<Option<String>, _> = client
-                    .set(key, seed, None, Some(SetOptions::NX), false)
-                    .await;
+                seed_missing(&client, &keys).await;
                 Ok(())
             }
         });
@@ -171,11 +169,17 @@ impl RedisStore {
         all.extend(keys.iter().cloned());
         let mut values: Vec<Option<String>> = self.run(self.client.mget(all)).await?;
         let values_of_keys = values.split_off(2);
+        let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {
+            // Flushed without a reconnect: seed it, and answer nothing from this read.
+            let (client, keys) = (
+                self.client.clone(),
+                [self.keys.generation(), self.keys.epoch()],
+            );
+            tokio::spawn(async move { seed_missing(&client, &keys).await });
+            return Err(CacheError::Unseeded);
+        };
         Ok(Snapshot {
-            epoch: values[0]
-                .as_deref()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            epoch,
             generation: values[1].as_deref().and_then(|v| v.parse().ok()),
             values: values_of_keys,
         })
@@ -248,6 +252,16 @@ impl RedisStore {
     /// Raw access for the tests that read TTLs and entries.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// `SET key <random> NX` for each key.
+async fn seed_missing(client: &Client, keys: &[String]) {
+    for key in keys {
+        let seed = rand::random_range(1u64..1 << 40);
+        let _: Result<Option<String>, _> = client
+            .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
+            .await;
     }
 }
 

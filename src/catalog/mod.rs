@@ -46,8 +46,10 @@ struct Inner {
     sql_total: AtomicU64,
     /// Fault points; empty unless a test installs one.
     hooks: hooks::Hooks,
-    /// Set when an invalidation of this instance failed: the replayer polls quickly.
-    outbox_pending: std::sync::atomic::AtomicBool,
+    /// Invalidations of this instance that failed, and how many of those a completed
+    /// replay covered: while the first is ahead, the replayer polls quickly.
+    outbox_failed_seq: AtomicU64,
+    outbox_replayed_seq: AtomicU64,
     /// Wakes the replayer at once.
     outbox_wake: tokio::sync::Notify,
 }
@@ -62,7 +64,8 @@ impl Catalog {
                 category_flights: Default::default(),
                 sql_total: AtomicU64::new(0),
                 hooks: Default::default(),
-                outbox_pending: Default::default(),
+                outbox_failed_seq: Default::default(),
+                outbox_replayed_seq: Default::default(),
                 outbox_wake: Default::default(),
             }),
         }

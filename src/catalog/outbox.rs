@@ -1,16 +1,17 @@
 //! Delivering invalidations. After a commit the catalog sends the write's tombstone and
-//! generation bump to the cache at once. With a shared cache (Redis) the same
-//! invalidation is first recorded in the write's transaction (`cache_outbox`) and
-//! deleted once Redis acknowledges it; if Redis was unreachable, a replayer on every
-//! instance sends the recorded rows until it is back (quickly on the instance that saw
-//! the failure, once a second on the others, which covers an instance that died).
-//! Replays are harmless: tombstones only ever raise versions, and a generation bump
-//! only retires list pages. An instance that saw any cache error reads around the cache
-//! until it has replayed the outbox and Redis answers again, so it cannot serve an entry
-//! whose tombstone was lost while Redis was unreachable. An instance that saw any cache error reads around the cache
-//! until it has replayed the outbox and Redis answers again, so it cannot serve an entry
-//! whose tombstone was lost while Redis was unreachable.
-use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+//! generation bump to the cache, and the mutation waits (up to one second) until Redis
+//! has it. With a shared cache (Redis) the same invalidation is first recorded in the
+//! write's transaction (`cache_outbox`) and deleted once Redis acknowledges it; if Redis
+//! stayed unreachable, a replayer on every instance sends the recorded rows until it is
+//! back (every 50 ms on the instance that saw the failure, once a second on the others,
+//! which covers an instance that died). Replays are harmless: tombstones only ever raise
+//! versions, and a generation bump only retires list pages. An instance that saw any
+//! cache error reads around the cache until it has replayed the outbox and Redis answers
+//! again, so it cannot serve an entry whose tombstone was lost while Redis was away.
+use std::{
+    sync::atomic::Ordering::SeqCst,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use sea_orm::{
@@ -23,6 +24,10 @@ use crate::{
     cache::{Kind, Mark},
     db::entities::cache_outbox,
 };
+
+/// How long a mutation keeps trying to deliver its invalidation before it returns and
+/// leaves it to the replayers.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Rows one replay round sends in one script call.
 const REPLAY_BATCH: u64 = 500;
@@ -84,19 +89,31 @@ impl Catalog {
             let _ = self.cache().delete_for_test(keys).await;
             return;
         }
-        match self.cache().invalidate(self.marks(&[w])).await {
-            Ok(()) => {
-                if let Some(id) = outbox
-                    && let Err(e) =
-                        timed(cache_outbox::Entity::delete_by_id(id).exec(self.db())).await
-                {
-                    // Harmless: the replayer sends it again and deletes it then.
-                    tracing::warn!(error = %e, "could not delete a delivered outbox row");
+        // The mutation waits up to DELIVERY_PATIENCE for Redis: other instances cannot
+        // know of a write until its tombstone lands, so returning early would let them
+        // serve the old value after the mutation returned.
+        let deadline = Instant::now() + DELIVERY_PATIENCE;
+        loop {
+            match self.cache().invalidate(self.marks(&[w])).await {
+                Ok(()) => {
+                    if let Some(id) = outbox
+                        && let Err(e) =
+                            timed(cache_outbox::Entity::delete_by_id(id).exec(self.db())).await
+                    {
+                        // Harmless: the replayer sends it again and deletes it then.
+                        tracing::warn!(error = %e, "could not delete a delivered outbox row");
+                    }
+                    return;
                 }
-            }
-            Err(_) => {
-                self.inner.outbox_pending.store(true, Relaxed);
-                self.inner.outbox_wake.notify_one();
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, product = w.product_id, "invalidation not delivered in time; the outbox will replay it");
+                    self.inner.outbox_failed_seq.fetch_add(1, SeqCst);
+                    self.inner.outbox_wake.notify_one();
+                    return;
+                }
             }
         }
     }
@@ -133,21 +150,26 @@ impl Catalog {
     pub fn spawn_outbox_replayer(&self) -> tokio::task::JoinHandle<()> {
         let catalog = self.clone();
         tokio::spawn(async move {
+            let inner = &catalog.inner;
             loop {
                 let cache = catalog.cache();
-                let urgent = catalog.inner.outbox_pending.load(Relaxed) || cache.is_degraded();
+                let failed = inner.outbox_failed_seq.load(SeqCst);
+                let urgent = failed > inner.outbox_replayed_seq.load(SeqCst) || cache.is_degraded();
                 let wait = if urgent {
                     Duration::from_millis(50)
                 } else {
                     Duration::from_secs(1)
                 };
                 tokio::select! {
-                    _ = catalog.inner.outbox_wake.notified() => {}
+                    _ = inner.outbox_wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
                 if !cache.is_connected() {
                     continue;
                 }
+                // Counters read before the replay: failures after them are not covered.
+                let failed = inner.outbox_failed_seq.load(SeqCst);
+                let errors = cache.error_seq();
                 // Drain the outbox; only then may a degraded instance read the cache again,
                 // since a tombstone it could not write may be among the rows.
                 let drained = loop {
@@ -157,11 +179,13 @@ impl Catalog {
                         Err(()) => break false,
                     }
                 };
-                catalog.inner.outbox_pending.store(!drained, Relaxed);
-                if drained && cache.is_degraded() && cache.resync_done().await {
-                    tracing::info!(
-                        "cache reachable and outbox replayed: reading through the cache again"
-                    );
+                if drained {
+                    inner.outbox_replayed_seq.fetch_max(failed, SeqCst);
+                    if cache.is_degraded() && cache.resync_done(errors).await {
+                        tracing::info!(
+                            "cache reachable and outbox replayed: reading through the cache again"
+                        );
+                    }
                 }
             }
         })

@@ -7,7 +7,8 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
@@ -45,14 +46,43 @@ pub struct ProductPatch {
 }
 
 impl Catalog {
+    /// Creates a product. Like every write, it runs in a task of its own: a caller that
+    /// gives up (a request timeout) cannot cut it between commit and invalidation.
     pub async fn create_product(&self, input: NewProduct) -> Result<Product, AppError> {
+        let this = self.clone();
+        detached(async move { this.create_product_now(input).await }).await
+    }
+
+    pub async fn update_product(&self, id: i32, patch: ProductPatch) -> Result<Product, AppError> {
+        let this = self.clone();
+        detached(async move { this.update_product_now(id, patch).await }).await
+    }
+
+    /// Deletes a product; returns the row as it was.
+    pub async fn delete_product(&self, id: i32) -> Result<Product, AppError> {
+        let this = self.clone();
+        detached(async move { this.delete_product_now(id).await }).await
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at `BEGIN` (IMMEDIATE):
+    /// a deferred transaction that reads first cannot upgrade to a writer once another
+    /// write committed, and fails with "database is locked" instead of waiting.
+    async fn begin(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        timed(self.db().begin_with_options(options)).await
+    }
+
+    async fn create_product_now(&self, input: NewProduct) -> Result<Product, AppError> {
         let name = validate::name(&input.name)?;
         let description = validate::description(input.description.as_deref().unwrap_or(""))?;
         let price_cents = validate::price_cents("price", input.price)?;
         let stock = validate::stock(input.stock_quantity)?;
         let (category_name, slug) = validate::category(&input.category)?;
 
-        let txn = timed(self.db().begin()).await?;
+        let txn = self.begin().await?;
         let (category, created) = find_or_create_category(&txn, &category_name, &slug).await?;
         let now = Utc::now();
         let row = product::ActiveModel {
@@ -80,7 +110,7 @@ impl Catalog {
         Ok(row.into())
     }
 
-    pub async fn update_product(&self, id: i32, patch: ProductPatch) -> Result<Product, AppError> {
+    async fn update_product_now(&self, id: i32, patch: ProductPatch) -> Result<Product, AppError> {
         let name = patch.name.as_deref().map(validate::name).transpose()?;
         let description = patch
             .description
@@ -109,7 +139,7 @@ impl Catalog {
             ));
         }
 
-        let txn = timed(self.db().begin()).await?;
+        let txn = self.begin().await?;
         let mut new_category = None;
         let mut update = product::Entity::update_many()
             .col_expr(
@@ -156,9 +186,8 @@ impl Catalog {
         Ok(row.into())
     }
 
-    /// Deletes a product; returns the row as it was.
-    pub async fn delete_product(&self, id: i32) -> Result<Product, AppError> {
-        let txn = timed(self.db().begin()).await?;
+    async fn delete_product_now(&self, id: i32) -> Result<Product, AppError> {
+        let txn = self.begin().await?;
         let row = timed(
             product::Entity::delete_many()
                 .filter(product::Column::Id.eq(id))
@@ -178,6 +207,15 @@ impl Catalog {
         self.invalidate(written, outbox).await;
         Ok(row.into())
     }
+}
+
+/// Runs `write` as a task of its own and waits for it.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = Result<T, AppError>> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::spawn(write)
+        .await
+        .unwrap_or_else(|e| Err(AppError::Internal(format!("write task failed: {e}"))))
 }
 
 /// Runs one statement of a write, timing it for the metrics (`kind="write"`).

@@ -428,3 +428,30 @@ async fn demo_seeding_is_deterministic_across_runs_and_backends() {
         .collect();
     assert_eq!(cats.len(), 10);
 }
+
+#[tokio::test]
+async fn concurrent_creates_with_new_categories_all_succeed() {
+    each_backend(|b| async move {
+        let app = std::sync::Arc::new(spawn_app(&b).await);
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    app.admin(
+                        "mutation($i: CreateProductInput!) { createProduct(input: $i) { id } }",
+                        json!({ "i": { "name": format!("P{i}"), "price": "1", "category": format!("New {}", i % 7) } }),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            r.ok();
+        }
+        assert_eq!(product_count(&app).await, 20);
+        let r = app.gql("{ categories { name productCount } }", json!({})).await;
+        assert_eq!(r.ok()["categories"].as_array().unwrap().len(), 7);
+    })
+    .await;
+}

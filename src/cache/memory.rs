@@ -113,28 +113,9 @@ impl MemoryStore {
                 ttl: m.ttl,
             };
             // The tombstone first, in the store no capacity limit can evict from.
-            self.tombstones
-                .entry(m.key.clone())
-                .and_compute_with(|cur| {
-                    let ok = entry::mark_allowed(
-                        cur.as_ref().map(|e| &*e.value().raw),
-                        m.version,
-                        m.gone,
-                    );
-                    std::future::ready(if ok { Op::Put(new.clone()) } else { Op::Nop })
-                })
-                .await;
-            self.entries
-                .entry(m.key.clone())
-                .and_compute_with(|cur| {
-                    let ok = entry::mark_allowed(
-                        cur.as_ref().map(|e| &*e.value().raw),
-                        m.version,
-                        m.gone,
-                    );
-                    std::future::ready(if ok { Op::Put(new) } else { Op::Nop })
-                })
-                .await;
+            let rule = |cur: Option<&str>| entry::mark_allowed(cur, m.version, m.gone);
+            put_if(&self.tombstones, &m.key, new.clone(), rule).await;
+            put_if(&self.entries, &m.key, new, rule).await;
         }
         Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -171,6 +152,22 @@ impl MemoryStore {
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }
+}
+
+/// Stores `new` under `key` if `rule` allows it over the current entry, atomically.
+async fn put_if(
+    store: &Cache<String, Stored>,
+    key: &str,
+    new: Stored,
+    rule: impl FnOnce(Option<&str>) -> bool,
+) {
+    store
+        .entry(key.to_string())
+        .and_compute_with(|cur| {
+            let ok = rule(cur.as_ref().map(|e| &*e.value().raw));
+            std::future::ready(if ok { Op::Put(new) } else { Op::Nop })
+        })
+        .await;
 }
 
 #[cfg(test)]

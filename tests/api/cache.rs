@@ -510,15 +510,7 @@ async fn a_redis_outage_fails_no_request_and_caching_resumes_by_itself() {
         app.update(&id, json!({ "name": "Tea v2" })).await.ok()["updateProduct"]["version"],
         2
     );
-    let ready: Value = app
-        .client
-        .get(format!("{}/ready", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get_json("/ready").await;
     assert_eq!(
         (
             ready["status"].as_str(),

@@ -332,6 +332,17 @@ impl TestApp {
         .await
     }
 
+    /// GET a JSON endpoint such as `/ready`.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request reaches the server");
+        resp.json().await.expect("JSON body")
+    }
+
     /// Creates a product; returns its id.
     pub async fn create(&self, name: &str, price: &str, category: &str, stock: i32) -> String {
         let r = self

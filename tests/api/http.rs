@@ -165,15 +165,7 @@ async fn health_and_ready_report_the_database_and_the_cache() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r: serde_json::Value = app
-        .client
-        .get(format!("{}/ready", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = app.get_json("/ready").await;
     assert_eq!(
         r,
         json!({ "status": "ready", "database": "ok", "cache": { "backend": "memory", "connected": true } })

@@ -36,11 +36,12 @@ const NOUNS: [&str; 16] = [
     "Notebook", "Puzzle", "Racket", "Scarf", "Speaker", "Teapot", "Tent",
 ];
 
-/// splitmix64: tiny, fast, and the same on every platform.
-struct Rng(u64);
+/// splitmix64: tiny, fast, and the same on every platform (also drives the property
+/// test's generator, so its failures reproduce from a seed).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -48,8 +49,9 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 }
 

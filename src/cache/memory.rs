@@ -148,10 +148,6 @@ impl MemoryStore {
             self.entries.invalidate(k).await;
         }
     }
-
-    pub fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
-    }
 }
 
 /// Stores `new` under `key` if `rule` allows it over the current entry, atomically.

@@ -21,7 +21,8 @@ use larder::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    OwnRedis, TestApp, each_backend, redis_backend, spawn_app, spawn_app_with, spawn_sibling, start,
+    OwnRedis, TestApp, each_backend, post_value, redis_backend, spawn_app, spawn_app_with,
+    spawn_sibling, start,
 };
 
 #[tokio::test]
@@ -234,17 +235,7 @@ async fn a_fill_carrying_an_old_version_after_a_write_is_rejected() {
         // A reader loads version 1 from the database and stops before its fill.
         let (client, url) = (app.client.clone(), format!("{}/graphql", app.base));
         let query = json!({ "query": format!(r#"{{ product(id: "{id}") {{ version }} }}"#) });
-        let slow_reader = tokio::spawn(async move {
-            client
-                .post(url)
-                .json(&query)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        });
+        let slow_reader = tokio::spawn(post_value(client, url, query));
         tokio::time::timeout(Duration::from_secs(10), reached.notified())
             .await
             .expect("reader reached the fill");
@@ -320,17 +311,7 @@ async fn two_hundred_concurrent_requests_for_one_uncached_id_cause_one_database_
         let url = format!("{}/graphql", app.base);
         let responses = join_all((0..200).map(|_| {
             let (client, url, query) = (app.client.clone(), url.clone(), query.clone());
-            async move {
-                client
-                    .post(url)
-                    .json(&query)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            }
+            post_value(client, url, query)
         }))
         .await;
         for r in &responses {

@@ -5,19 +5,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TOKEN, spawn_app};
 
-/// splitmix64: deterministic, so a failure reproduces from its case number.
-struct Rng(u64);
+/// The seed module's splitmix64: deterministic, so a failure reproduces from its case number.
+struct Rng(larder::seed::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n.max(1) as u64) as usize
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
@@ -170,7 +166,7 @@ async fn thousands_of_hostile_requests_get_json_answers_and_never_an_internal_er
     let app = spawn_app(&Backend::Embedded).await;
     app.create("Seed", "1.00", "C", 1).await;
     let url = format!("{}/graphql", app.base);
-    let mut rng = Rng(0x001a_2de4);
+    let mut rng = Rng(larder::seed::Rng(0x001a_2de4));
     let allowed = [200u16, 400, 405, 406, 413, 415];
     for case in 0..3000 {
         let query = match rng.below(4) {

@@ -390,6 +390,19 @@ impl TestApp {
     }
 }
 
+/// POSTs `body` to `url` and returns the JSON answer (for requests sent from spawned tasks).
+pub async fn post_value(client: reqwest::Client, url: String, body: Value) -> Value {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request reaches the server")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 /// Runs `f` once per backend.
 pub async fn each_backend<F, Fut>(f: F)
 where

@@ -162,7 +162,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let cors = cors_layer(&state.config.cors_allow_origins);
     Router::new()
-        .route("/graphql", get(graphql::handler::get).post(graphql::handler::post))
+        .route("/graphql", get(graphql::transport::get).post(graphql::transport::post))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(crate::metrics::render))
@@ -173,16 +173,45 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
+                // At ERROR level, so the span (and with it the request id on every line
+                // logged inside it) exists under any filter that lets a warning through.
                 .make_span_with(|req: &Request<_>| {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::error_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 // One line per answered request, in its span (so with its request id).
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(plain_request_id))
         .layer(cors)
         .with_state(state)
+}
+
+/// Longest client-chosen `x-request-id` that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Keeps a client's `x-request-id` only when it is short and plain (at most 128 of
+/// `[A-Za-z0-9._-]`); otherwise it is dropped and `SetRequestIdLayer` generates one, so
+/// a hostile id is never echoed or written on every log line.
+async fn plain_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let plain = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    };
+    let headers = req.headers_mut();
+    if headers.get("x-request-id").is_some_and(|v| !plain(v))
+        || headers.get_all("x-request-id").iter().count() > 1
+    {
+        headers.remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// CORS is off unless origins are listed: browsers then refuse cross-origin calls.

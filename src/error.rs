@@ -1,8 +1,127 @@
-//! `AppError`: the one error type of the use-cases, and how each variant reaches a
-//! GraphQL client. Client-safe variants carry their own message and an
-//! `extensions.code`; internal ones (database, unexpected states) are logged in full
-//! with the request id and shown to the client only as "internal error".
+//! The error registry. `ErrorCode` is every `extensions.code` larder sends, with the
+//! HTTP status of the ones that end a request before execution; nothing else in the
+//! crate writes a code as a string. `AppError` is the one error type of the use-cases:
+//! client-safe variants carry their own message and code; internal ones (database,
+//! unexpected states) are logged in full with the request id and shown to the client
+//! only as "internal error". `classify` gives async-graphql's own errors (which carry no
+//! code) theirs, from the message prefixes pinned by the tests below.
 use async_graphql::ErrorExtensions;
+use axum::http::StatusCode;
+
+/// Every value of `extensions.code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Input that fails validation or coercion (with `extensions.field` when ours).
+    BadUserInput,
+    /// An id that names nothing.
+    NotFound,
+    /// A mutation without a valid admin token.
+    Unauthenticated,
+    /// The database cannot be reached now.
+    DatabaseUnavailable,
+    /// A cache operation that needs the cache (`clearCache`) while it is unreachable.
+    CacheUnavailable,
+    /// Anything unexpected; the message is masked and `extensions.requestId` added.
+    InternalServerError,
+    /// A document that does not parse or validate, or breaks a limit.
+    GraphqlValidationFailed,
+    /// The request ran longer than `REQUEST_TIMEOUT_MS` and was cancelled.
+    Timeout,
+    /// A mutation sent with GET.
+    MethodNotAllowed,
+    /// A POST body that is not `application/json`.
+    UnsupportedMediaType,
+    /// An `Accept` that allows neither response type.
+    NotAcceptable,
+    /// A body over `BODY_LIMIT_BYTES`.
+    PayloadTooLarge,
+    /// A malformed GraphQL-over-HTTP request (bad JSON, missing query, batches).
+    BadRequest,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 13] = [
+        Self::BadUserInput,
+        Self::NotFound,
+        Self::Unauthenticated,
+        Self::DatabaseUnavailable,
+        Self::CacheUnavailable,
+        Self::InternalServerError,
+        Self::GraphqlValidationFailed,
+        Self::Timeout,
+        Self::MethodNotAllowed,
+        Self::UnsupportedMediaType,
+        Self::NotAcceptable,
+        Self::PayloadTooLarge,
+        Self::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Self::CacheUnavailable => "CACHE_UNAVAILABLE",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::Timeout => "TIMEOUT",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::BadRequest => "BAD_REQUEST",
+        }
+    }
+
+    /// The status of a response that this error ends before execution. Errors raised
+    /// while executing travel in a 200 response next to `data`; a document error is 400
+    /// only for `application/graphql-response+json` (see `graphql::transport`).
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Timeout | Self::DatabaseUnavailable | Self::CacheUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadUserInput | Self::GraphqlValidationFailed | Self::BadRequest => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+
+    /// The code of a code-less error that async-graphql raised itself: parse and
+    /// validation errors have no path; argument and variable coercion errors have one
+    /// and start with one of `INPUT_ERROR_PREFIXES`; anything else is unexpected.
+    pub fn classify(message: &str, has_path: bool) -> Self {
+        if !has_path {
+            Self::GraphqlValidationFailed
+        } else if INPUT_ERROR_PREFIXES.iter().any(|p| message.starts_with(p)) {
+            Self::BadUserInput
+        } else {
+            Self::InternalServerError
+        }
+    }
+
+    /// The code an error already carries in its extensions, if it is one of ours.
+    pub fn from_extension(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == value)
+    }
+}
+
+/// How async-graphql 7 begins the messages of input coercion errors that carry a
+/// path (pinned by `tests::async_graphql_input_error_messages_keep_their_prefixes`).
+pub const INPUT_ERROR_PREFIXES: [&str; 4] = [
+    "Failed to parse",
+    "Invalid value",
+    "Variable ",
+    "Expected input type",
+];
 
 /// Deliberately not `Display`: async-graphql converts any `Display` error into a
 /// client-visible message, so `?` on an `AppError` must go through the masking
@@ -20,6 +139,8 @@ pub enum AppError {
     Unauthenticated,
     /// The database cannot be reached (down, or no connection free in time).
     Unavailable,
+    /// The cache is needed (`clearCache`) and cannot be reached.
+    CacheUnavailable,
     /// The database failed; the text stays in the logs.
     Database(sea_orm::DbErr),
     /// Anything else that should not happen.
@@ -76,13 +197,14 @@ impl AppError {
     }
 
     /// The value of `extensions.code`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadInput { .. } => "BAD_USER_INPUT",
-            Self::NotFound { .. } => "NOT_FOUND",
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Unavailable => "DATABASE_UNAVAILABLE",
-            Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+            Self::BadInput { .. } => ErrorCode::BadUserInput,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::Unavailable => ErrorCode::DatabaseUnavailable,
+            Self::CacheUnavailable => ErrorCode::CacheUnavailable,
+            Self::Database(_) | Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
 
@@ -99,6 +221,7 @@ impl AppError {
                 "a valid admin token is required: send `Authorization: Bearer <token>`".into()
             }
             Self::Unavailable => "the database is unavailable; try again shortly".into(),
+            Self::CacheUnavailable => "the cache is unreachable; try again when it is back".into(),
             Self::Database(_) | Self::Internal(_) => {
                 "internal error; the server log has the details under this request's id".into()
             }
@@ -112,7 +235,7 @@ impl ErrorExtensions for AppError {
             tracing::error!(error = ?self, "internal error");
         }
         async_graphql::Error::new(self.client_message()).extend_with(|_, e| {
-            e.set("code", self.code());
+            e.set("code", self.code().as_str());
             if let Self::BadInput { field, .. } = self {
                 e.set("field", *field);
             }
@@ -129,6 +252,7 @@ impl From<AppError> for async_graphql::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn database_errors_reach_the_client_without_their_text() {
@@ -137,7 +261,7 @@ mod tests {
         ));
         let gql = e.extend();
         assert!(!gql.message.contains("relation"), "{}", gql.message);
-        assert_eq!(e.code(), "INTERNAL_SERVER_ERROR");
+        assert_eq!(e.code(), ErrorCode::InternalServerError);
     }
 
     #[test]
@@ -152,5 +276,84 @@ mod tests {
             ext.get("code").map(|v| v.to_string()),
             Some("\"BAD_USER_INPUT\"".into())
         );
+    }
+
+    /// async-graphql's own input errors carry no code. Those raised while executing
+    /// have a path and must keep a prefix of `INPUT_ERROR_PREFIXES`, or an upgrade would
+    /// turn user errors into masked `INTERNAL_SERVER_ERROR`s unnoticed; those raised in
+    /// validation have none and are `GRAPHQL_VALIDATION_FAILED` whatever they say.
+    #[tokio::test]
+    async fn async_graphql_input_error_messages_keep_their_prefixes() {
+        let schema = crate::graphql::build_schema(&Default::default());
+
+        let filter = "query($f: ProductFilter) { products(filter: $f) { totalCount } }";
+        let cases = [
+            // (query, variables, prefix of the message, raised while executing)
+            (
+                r#"{ products(filter: { minPrice: "abc" }) { totalCount } }"#,
+                json!({}),
+                "Failed to parse",
+                true,
+            ),
+            (
+                filter,
+                json!({ "f": { "minPrice": "1.2.3" } }),
+                "Failed to parse",
+                true,
+            ),
+            (
+                filter,
+                json!({ "f": { "minPrice": [1] } }),
+                "Expected input type",
+                true,
+            ),
+            (filter, json!({ "f": 3 }), "Expected input type", true),
+            (
+                filter,
+                json!({ "f": { "bogus": 1 } }),
+                "Invalid value",
+                false,
+            ),
+            (
+                "query($f: Int!) { products(first: $f) { totalCount } }",
+                json!({}),
+                "Variable ",
+                false,
+            ),
+        ];
+        for (query, variables, prefix, executing) in cases {
+            let request = async_graphql::Request::new(query)
+                .variables(async_graphql::Variables::from_json(variables.clone()));
+            let response = schema.execute(request).await;
+            let e = response
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{query} {variables}: no error"));
+            assert!(INPUT_ERROR_PREFIXES.contains(&prefix));
+            assert!(
+                e.message.starts_with(prefix) && e.path.is_empty() != executing,
+                "{query} {variables}: {:?} (path {:?}); expected {prefix:?}, executing: {executing}",
+                e.message,
+                e.path
+            );
+            let expected = if executing {
+                ErrorCode::BadUserInput
+            } else {
+                ErrorCode::GraphqlValidationFailed
+            };
+            assert_eq!(ErrorCode::classify(&e.message, executing), expected);
+        }
+    }
+
+    #[test]
+    fn every_code_is_registered_once_and_maps_to_a_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code:?} twice");
+            assert_eq!(ErrorCode::from_extension(code.as_str()), Some(code));
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+        assert_eq!(ErrorCode::from_extension("SOMETHING_ELSE"), None);
+        assert_eq!(ErrorCode::Timeout.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -1,14 +1,8 @@
-//! The `larder` binary: `larder` (serve), `larder schema`, `larder seed --products N`.
-use std::{process::ExitCode, sync::Arc};
+//! The `larder` binary: parse the command line, start the runtime, run one command.
+use std::process::ExitCode;
 
-use larder::{
-    app::Application, cache::Cache, catalog::Catalog, config::Config, db, graphql, seed, telemetry,
-};
-
-const USAGE: &str = "usage: larder [serve | schema | seed --products N]
-  serve                  run the server (default); settings come from the environment (see env.example)
-  schema                 print the GraphQL schema (SDL), as checked in at schema.graphql
-  seed --products N      append N generated products (batched inserts), then retire cached lists";
+use clap::{Parser, Subcommand};
+use larder::{app::Application, config::Config, graphql, seed, telemetry};
 
 /// mimalloc instead of glibc's malloc: a cached read allocates and frees many small
 /// buffers (keys, JSON, response values) across threads, where glibc spent ~18% of it.
@@ -20,24 +14,32 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// parser allows 32. 16 MiB leaves a wide margin in every build.
 const WORKER_STACK: usize = 16 * 1024 * 1024;
 
-fn main() -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(WORKER_STACK)
-        .build()
-    {
-        Ok(rt) => rt.block_on(run()),
-        Err(e) => {
-            eprintln!("larder: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// A GraphQL product catalog whose resolvers read through a versioned cache.
+/// Settings come from the environment (and `.env`); see env.example.
+#[derive(Parser)]
+#[command(name = "larder", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-async fn run() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if let ["schema"] = args.as_slice() {
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Print the GraphQL schema (SDL), as checked in at schema.graphql.
+    Schema,
+    /// Append generated products in batched inserts, then retire every cached entry.
+    Seed {
+        /// How many products to append.
+        #[arg(long)]
+        products: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
         print!("{}", graphql::sdl());
         return ExitCode::SUCCESS;
     }
@@ -48,22 +50,25 @@ async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_json);
-    let result = match args.as_slice() {
-        [] | ["serve"] => serve(config).await,
-        ["seed", "--products", n] => match n.parse::<u64>() {
-            Ok(n) => seed(config, n).await,
-            Err(_) => Err(format!("--products takes a whole number, got {n:?}")),
-        },
-        ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK)
+        .build();
+    let rt = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("larder: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
     };
+    telemetry::init(config.log_json);
+    let result = rt.block_on(async move {
+        match cli.command {
+            None | Some(Command::Serve) => serve(config).await,
+            Some(Command::Seed { products }) => seed::command(config, products).await,
+            Some(Command::Schema) => Ok(()),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,31 +84,4 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     app.run_until_stopped().await.map_err(|e| e.to_string())
-}
-
-async fn seed(config: Config, products: u64) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let db = db::connect(
-        &config.database_url,
-        config.db_max_connections,
-        config.db_timeout,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let cache = Cache::from_config(&config).map_err(|e| e.to_string())?;
-    if let Some(client) = cache.redis_client() {
-        // Give the background connection a moment so the cache is retired, not skipped.
-        use fred::interfaces::ClientLike;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), client.wait_for_connect())
-            .await;
-    }
-    let catalog = Catalog::new(db, Arc::new(cache));
-    let added = seed::seed_products(&catalog, products)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    println!(
-        "inserted {added} products in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

@@ -113,6 +113,33 @@ async fn demo_categories(catalog: &Catalog) -> Result<Vec<i32>, AppError> {
     Ok(ids)
 }
 
+/// `larder seed --products N`: connects, appends `products` generated products, and
+/// retires every cached entry (waiting briefly for Redis, so the cache is retired
+/// rather than skipped).
+pub async fn command(config: crate::config::Config, products: u64) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let db = crate::db::connect(
+        &config.database_url,
+        config.db_max_connections,
+        config.db_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let cache = crate::cache::Cache::from_config(&config).map_err(|e| e.to_string())?;
+    cache
+        .wait_connected(std::time::Duration::from_secs(3))
+        .await;
+    let catalog = Catalog::new(db, std::sync::Arc::new(cache));
+    let added = seed_products(&catalog, products)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    println!(
+        "inserted {added} products in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// On an empty catalog, inserts the demo catalog. Returns how many products it added.
 pub async fn demo_if_empty(catalog: &Catalog) -> Result<u64, AppError> {
     if product::Entity::find().count(catalog.db()).await? > 0 {

@@ -157,6 +157,13 @@ impl Cache {
         }
     }
 
+    /// Waits up to `limit` for the store to connect (at once for the in-process one).
+    pub async fn wait_connected(&self, limit: Duration) {
+        if let Store::Redis(r) = &self.store {
+            r.wait_connected(limit).await;
+        }
+    }
+
     /// One round trip: epoch, generation, and `keys`. `None` when there is no cache or
     /// it failed (already counted and logged against `kind`).
     pub async fn read(

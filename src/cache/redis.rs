@@ -143,6 +143,11 @@ impl RedisStore {
         self.client.is_connected()
     }
 
+    /// Waits up to `limit` for the background connection.
+    pub async fn wait_connected(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.client.wait_for_connect()).await;
+    }
+
     async fn run<T>(
         &self,
         fut: impl Future<Output = Result<T, fred::error::Error>>,

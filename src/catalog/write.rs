@@ -11,6 +11,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
+use tracing::Instrument;
 
 use super::{
     Catalog,
@@ -209,11 +210,12 @@ impl Catalog {
     }
 }
 
-/// Runs `write` as a task of its own and waits for it.
+/// Runs `write` as a task of its own, in the caller's span (so its log lines carry the
+/// request id), and waits for it.
 async fn detached<T: Send + 'static>(
     write: impl Future<Output = Result<T, AppError>> + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::spawn(write)
+    tokio::spawn(write.in_current_span())
         .await
         .unwrap_or_else(|e| Err(AppError::Internal(format!("write task failed: {e}"))))
 }

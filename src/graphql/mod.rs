@@ -6,16 +6,16 @@
 //! - `types`, `scalars`, `stats`: object, input and scalar types.
 //! - `performance`: the `cachePerformance` comparison.
 //! - `loaders`: per-request DataLoaders and `RequestContext`.
-//! - `handler`: POST/GET `/graphql`, GraphiQL, `extensions.cache`, `x-cache`.
+//! - `transport`: POST/GET `/graphql` (negotiation, guards, answers, GraphiQL).
 //! - `guard`: the fragment-expansion check that runs before async-graphql's.
 pub mod guard;
-pub mod handler;
 pub mod loaders;
 pub mod mutation;
 pub mod performance;
 pub mod query;
 pub mod scalars;
 pub mod stats;
+pub mod transport;
 pub mod types;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema};

@@ -1,6 +1,6 @@
 //! Root mutation fields. Every one needs the admin token, and every write goes through
 //! `Catalog` (transaction, commit, then invalidation).
-use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
+use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::{
     stats::CacheStatsView,
@@ -95,10 +95,7 @@ impl Mutation {
             Ok(epoch) => epoch,
             Err(e) => {
                 cache.log_error(&e);
-                return Err(async_graphql::Error::new(
-                    "the cache is unreachable; try again when it is back",
-                )
-                .extend_with(|_, ext| ext.set("code", "CACHE_UNAVAILABLE")));
+                return Err(AppError::CacheUnavailable.into());
             }
         };
         Ok(ClearCacheResult {

@@ -238,11 +238,9 @@ pub async fn start(backend: &Backend, mut settings: HashMap<String, String>) -> 
         .or_insert_with(|| "warn".into());
     let lookup = settings.clone();
     let config = Config::from_lookup(|k| lookup.get(k).cloned()).expect("test config");
-    // Server logs go through the test writer, so libtest captures them per test.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings["RUST_LOG"]))
-        .with_test_writer()
-        .try_init();
+    // Server logs go through the test writer, so libtest captures them per test, and
+    // into memory for the request-id tests (`logs`).
+    crate::logs::init(&settings["RUST_LOG"]);
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let catalog = app.state().catalog.clone();
@@ -285,6 +283,17 @@ async fn create_pg_database(base_url: &str, id: &str) -> String {
 }
 
 impl TestApp {
+    /// Breaks the database under the server: the next uncached product read fails
+    /// inside SQL (the table is renamed away).
+    pub async fn break_products_table(&self) {
+        use sea_orm::ConnectionTrait;
+        self.catalog
+            .db()
+            .execute_unprepared("ALTER TABLE products RENAME TO products_gone")
+            .await
+            .expect("rename the products table");
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Gql {
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status().as_u16();

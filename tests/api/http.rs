@@ -23,34 +23,46 @@ async fn get_executes_queries_and_refuses_mutations() {
 }
 
 #[tokio::test]
-async fn browsers_get_graphiql_with_the_token_preset_when_given() {
+async fn browsers_get_the_embedded_graphiql_which_echoes_nothing() {
     let app = spawn_app(&Backend::Embedded).await;
-    let html = app
+    let page = |query: &'static str| {
+        let client = app.client.clone();
+        let url = format!("{}/graphql{query}", app.base);
+        async move {
+            let r = client
+                .get(url)
+                .header("accept", "text/html")
+                .send()
+                .await
+                .unwrap();
+            let csp = r.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (csp, r.text().await.unwrap())
+        }
+    };
+    let (csp, html) = page("?token=abc123").await;
+    assert!(html.contains("/vendor/graphiql/graphiql.min.js"), "{html}");
+    assert!(html.contains("/graphiql-boot.js"), "{html}");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    // The page's own script reads the token from the address: the server echoes nothing.
+    assert!(!html.contains("abc123") && !html.contains("Bearer"));
+    let (_, hostile) = page("?token=%3Cscript%3Ealert(1)%3C/script%3E").await;
+    assert!(!hostile.contains("alert(1)"));
+    let js = app
         .client
-        .get(format!("{}/graphql?token=abc123", app.base))
-        .header("accept", "text/html")
+        .get(format!("{}/vendor/graphiql/graphiql.min.js", app.base))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(js.status(), 200);
     assert!(
-        html.contains("graphiql") || html.contains("GraphiQL"),
-        "{html}"
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
     );
-    assert!(html.contains("Bearer abc123"));
-    let hostile = app
-        .client
-        .get(format!("{}/graphql?token=%3Cscript%3E", app.base))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!hostile.contains("<script>alert") && !hostile.contains("Bearer <script>"));
 }
 
 #[tokio::test]
@@ -191,4 +203,33 @@ async fn every_response_carries_a_request_id() {
         .await
         .unwrap();
     assert!(!r.headers()["x-request-id"].is_empty());
+}
+
+#[tokio::test]
+async fn response_fields_keep_the_order_of_the_selection() {
+    let app = spawn_app(&Backend::Embedded).await;
+    let id = app.create("Tea", "1.00", "Drinks", 1).await;
+    let text = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({
+            "query": "query($id: ID!) { product(id: $id) { version name id category { slug name } } }",
+            "variables": { "id": id },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(
+        at("\"version\"") < at("\"name\"") && at("\"name\"") < at("\"id\""),
+        "{text}"
+    );
+    assert!(at("\"slug\"") < at("\"name\":\"Drinks\""), "{text}");
+    assert!(at("\"data\"") < at("\"extensions\""), "{text}");
 }

@@ -4,7 +4,6 @@
 //! CORS and HTTP cache headers.
 use std::time::{Duration, Instant};
 
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
@@ -206,12 +205,7 @@ async fn a_request_over_its_time_is_cancelled_with_a_clear_error() {
 async fn internal_errors_hide_their_cause_and_carry_the_request_id() {
     let app = spawn_app(&Backend::Embedded).await;
     app.create("A", "1", "C", 1).await;
-    // Break the database under the server: the next uncached read fails inside SQL.
-    app.catalog
-        .db()
-        .execute_unprepared("ALTER TABLE products RENAME TO products_gone")
-        .await
-        .unwrap();
+    app.break_products_table().await;
     let r = app
         .client
         .post(format!("{}/graphql", app.base))

@@ -6,6 +6,7 @@ mod fuzz;
 mod helpers;
 mod http;
 mod limits;
+mod logs;
 mod measure;
 mod products;
 mod schema;

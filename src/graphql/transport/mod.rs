@@ -1,0 +1,24 @@
+//! The GraphQL-over-HTTP transport, written around the schema instead of using
+//! async-graphql-axum's extractor, which executes mutations sent with GET, parses
+//! `text/plain` and form bodies as JSON (CSRF-able "simple requests"), reads bodies
+//! without a size limit, and always answers `application/graphql-response+json`.
+//!
+//! A request's way through: `post` or `get` (read the request; 406, 415, 413, 400, 405)
+//! -> `execute` (document guards, admin check, loaders, timeout) -> `respond` (status,
+//! media type, masking, `extensions.cache`, `x-cache`, `Cache-Control`).
+//!
+//! Layout:
+//! - `negotiate`: `Accept` and `Content-Type`.
+//! - `post`, `get`: the two ways a request arrives.
+//! - `execute`: guards and execution.
+//! - `respond`: answers and transport errors (`Rejection`), codes from `error::ErrorCode`.
+//! - `playground`: the embedded GraphiQL page.
+pub mod execute;
+pub mod get;
+pub mod negotiate;
+pub mod playground;
+pub mod post;
+pub mod respond;
+
+pub use get::get;
+pub use post::post;

@@ -1,0 +1,71 @@
+//! `POST /graphql`: an `application/json` body holding one GraphQL request.
+use axum::{
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+
+use super::{
+    execute::{Method, execute},
+    negotiate::{self, Media},
+    respond::Rejection,
+};
+use crate::{app::AppState, error::ErrorCode};
+
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(media) = negotiate::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    match read(&headers, body) {
+        Ok(request) => execute(&state, &headers, request, media, Method::Post).await,
+        Err(rejection) => rejection.into_response(media),
+    }
+}
+
+/// 406, answered as legacy JSON since the client accepts neither type.
+pub fn not_acceptable() -> Response {
+    Rejection::new(
+        ErrorCode::NotAcceptable,
+        "Accept must allow application/graphql-response+json or application/json",
+    )
+    .into_response(Media::Json)
+}
+
+/// The body as a GraphQL request: 415 unless JSON, 413 over the body limit (enforced
+/// by the router's `DefaultBodyLimit` while reading), 400 for anything malformed.
+fn read(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<async_graphql::Request, Rejection> {
+    if !negotiate::is_json_body(headers) {
+        return Err(Rejection::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Rejection::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the server accepts",
+        ),
+        _ => Rejection::new(ErrorCode::BadRequest, rejection.body_text()),
+    })?;
+    let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(_)) => Err(bad("batched requests are not supported".into())),
+        Ok(v @ serde_json::Value::Object(_)) => {
+            if !v.get("query").is_some_and(|q| q.is_string()) {
+                return Err(bad("the query parameter is missing or not a string".into()));
+            }
+            serde_json::from_value::<async_graphql::Request>(v)
+                .map_err(|e| bad(format!("invalid GraphQL request: {e}")))
+        }
+        Ok(_) => Err(bad("the body must be a JSON object".into())),
+        Err(e) => Err(bad(format!("the body is not valid JSON: {e}"))),
+    }
+}

@@ -1,0 +1,159 @@
+//! Building answers: transport errors (no execution happened) and executed GraphQL
+//! responses, with their status, media type, `extensions.cache`, `x-cache`,
+//! `Cache-Control`, and the masking of errors that must not reach a client as they are.
+use std::collections::BTreeMap;
+
+use async_graphql::{ServerError, Value};
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use super::negotiate::Media;
+use crate::{cache::RequestTally, error::ErrorCode};
+
+/// An error that ends a request before (or instead of) execution, still in GraphQL's
+/// response shape with an `extensions.code`.
+#[derive(Debug)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Overrides `code.status()` (document errors: 200 for legacy JSON clients).
+    pub status: Option<StatusCode>,
+}
+
+impl Rejection {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    /// A document error (parse, validation, limits): 400 for
+    /// `application/graphql-response+json`, 200 for legacy `application/json`.
+    pub fn document(message: impl Into<String>, media: Media) -> Self {
+        let status = match media {
+            Media::GraphQLResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
+        };
+        Self {
+            status: Some(status),
+            ..Self::new(ErrorCode::GraphqlValidationFailed, message)
+        }
+    }
+
+    pub fn into_response(self, media: Media) -> Response {
+        let body = serde_json::json!({
+            "errors": [{ "message": self.message, "extensions": { "code": self.code.as_str() } }]
+        });
+        let mut resp =
+            (self.status.unwrap_or(self.code.status()), body.to_string()).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.content_type()),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.code == ErrorCode::MethodNotAllowed {
+            h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        resp
+    }
+}
+
+/// An executed request's answer.
+pub fn executed(
+    mut response: async_graphql::Response,
+    media: Media,
+    is_get: bool,
+    tally: &RequestTally,
+    request_id: &str,
+) -> Response {
+    response.extensions.insert(
+        "cache".into(),
+        Value::from_json(tally.to_json()).unwrap_or(Value::Null),
+    );
+    // A request error (parse or validation) fails before execution: no error has a path.
+    // The spec says `data` is then absent, and graphql-response+json says 400.
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let status = if request_error && media == Media::GraphQLResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    mask_errors(&mut response.errors, request_id);
+    let cache_control = http_cache_control(&response, is_get);
+    let body = serde_json::to_string(&Body {
+        data: (!request_error).then_some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    })
+    .unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.content_type()),
+    );
+    h.insert("x-cache", HeaderValue::from_static(tally.header()));
+    h.insert(header::CACHE_CONTROL, cache_control);
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
+    resp
+}
+
+/// A response body, serialized straight from async-graphql's values, whose objects keep
+/// the selection's field order (a `serde_json::Value` on the way would sort them). A
+/// request error has no `data` at all.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, Value>,
+}
+
+/// HTTP caching only for GET queries that succeeded and touched only hinted types;
+/// POST, mutations (POST only) and errors are never stored.
+fn http_cache_control(response: &async_graphql::Response, is_get: bool) -> HeaderValue {
+    match response.cache_control.value() {
+        Some(v) if is_get && response.errors.is_empty() && v.starts_with("max-age") => {
+            HeaderValue::from_str(&format!("public, {v}"))
+                .unwrap_or(HeaderValue::from_static("no-store"))
+        }
+        _ => HeaderValue::from_static("no-store"),
+    }
+}
+
+/// Gives every error a code. Ours carry one already; async-graphql's own get theirs
+/// from `ErrorCode::classify`; unexpected ones are masked (their text may name
+/// internals), logged, and tagged with the request id the log line carries.
+fn mask_errors(errors: &mut [ServerError], request_id: &str) {
+    for e in errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        // Ours carry a registered code and a client-safe message (internal ones were
+        // logged where they were raised).
+        let ours = match ext.get("code") {
+            Some(Value::String(code)) => ErrorCode::from_extension(code),
+            _ => None,
+        };
+        let code = ours.unwrap_or_else(|| ErrorCode::classify(&e.message, !e.path.is_empty()));
+        if code == ErrorCode::InternalServerError {
+            if ours.is_none() {
+                tracing::error!(error = %e.message, path = ?e.path, "unexpected resolver error");
+                e.message =
+                    "internal error; the server log has the details under this request's id".into();
+            }
+            ext.set("requestId", request_id);
+        }
+        ext.set("code", code.as_str());
+    }
+}

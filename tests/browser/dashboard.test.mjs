@@ -8,114 +8,29 @@
 // Also writes docs/dashboard.png, a desktop screenshot after the data loaded.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { checkBinary, launchChromium, ROOT, startLarder as startIn, stopAll } from './larder.mjs';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = path.resolve(ROOT, process.env.LARDER_BIN ?? 'target/debug/larder');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 
-const servers = new Set();
 let tmp;
 let browser;
 let larder; // the server most tests share
 
-// ---------------------------------------------------------------- server
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts larder with its own database; resolves once GET /health answers. */
-async function startLarder(name, extraEnv = {}) {
-  const port = await freePort();
-  const dir = path.join(tmp, name);
-  await mkdir(dir, { recursive: true });
-  const token = randomBytes(16).toString('hex');
-  const child = spawn(BIN, [], {
-    cwd: dir, // no stray .env from the repository
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME ?? dir,
-      BIND_ADDR: `127.0.0.1:${port}`,
-      DATABASE_URL: `sqlite://${dir}/larder.db?mode=rwc`,
-      ADMIN_TOKEN: token,
-      SEED_DEMO: 'true',
-      RUST_LOG: 'warn',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-4000);
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const server = {
-    url: `http://127.0.0.1:${port}`,
-    token,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      servers.delete(server);
-    },
-  };
-  servers.add(server);
-
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`larder exited with ${child.exitCode}:\n${stderr}`);
-    try {
-      if ((await fetch(`${server.url}/health`)).ok) return server;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  await server.stop();
-  throw new Error(`larder did not answer /health within 60 s:\n${stderr}`);
-}
-
-// Kill the servers even when the test process ends abruptly.
-process.on('exit', () => {
-  for (const s of servers) s.stop();
-});
+const startLarder = (name, extraEnv) => startIn(tmp, name, extraEnv);
 
 before(async () => {
-  await access(BIN).catch(() => {
-    throw new Error(`no larder binary at ${BIN}: build it (cargo build) or set LARDER_BIN`);
-  });
+  await checkBinary();
   tmp = await mkdtemp(path.join(os.tmpdir(), 'larder-browser-'));
-  [larder, browser] = await Promise.all([
-    startLarder('main'),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    }),
-  ]);
+  [larder, browser] = await Promise.all([startLarder('main'), launchChromium()]);
 });
 
 after(async () => {
   await browser?.close();
-  await Promise.all([...servers].map((s) => s.stop()));
+  await stopAll();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 

@@ -73,8 +73,10 @@ READS = {
 # which oha picks at random for each request (-Z).
 MUTATION = 'mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {stock} }}) {{ version }} }}'
 
-FULL = dict(duration=15, warmup=3, connections=32, rate=3000, rate_duration=30, rate_connections=64)
-QUICK = dict(duration=3, warmup=1, connections=32, rate=3000, rate_duration=5, rate_connections=64)
+FULL = dict(duration=15, warmup=3, connections=32, rate=3000, rate_duration=30, rate_connections=64,
+            lone_requests=1000)
+QUICK = dict(duration=3, warmup=1, connections=32, rate=3000, rate_duration=5, rate_connections=64,
+             lone_requests=300)
 
 
 class Interrupted(Exception):
@@ -318,6 +320,16 @@ class Server:
             raise RuntimeError(f"GraphQL errors for {query!r}: {json.dumps(body)[:500]}")
         return body["data"]
 
+    def rss_mb(self) -> float | None:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
     def snapshot(self) -> dict:
         samples = parse_metrics(self.get("/metrics"))
         return {
@@ -359,11 +371,29 @@ def regex_escape(text: str) -> str:
     return re.sub(r"([\\^$*+?{}\[\]|()])", r"\\\1", text)
 
 
-def oha_read_args(base: str, scenario: str) -> list[str]:
+def oha_read_args(base: str, scenario: str, method: str = "GET", tmp: str = "") -> list[str]:
+    """oha's target for a scenario: `health` is GET /health (the HTTP floor); reads go by
+    GET (the query in the URL) or by POST (a JSON body; random ids through -Z)."""
+    if scenario == "health":
+        return [base + "/health"]
     query = READS[scenario]
+    if method == "POST":
+        post = ["-m", "POST", "-H", "content-type: application/json"]
+        if "{ID}" in query:
+            return [*post, "-Z", post_bodies(os.path.join(tmp, f"post-{scenario}.jsonl"), query),
+                    base + "/graphql"]
+        return [*post, "-d", json.dumps({"query": query}), base + "/graphql"]
     if "{ID}" in query:
         return ["--rand-regex-url", read_url_regex(base, query)]
     return [read_url(base, query)]
+
+
+def post_bodies(path: str, query: str) -> str:
+    """One JSON body per line, one per id the GET scenario draws from (1000..9999)."""
+    with open(path, "w") as f:
+        for i in range(1000, 10_000):
+            f.write(json.dumps({"query": query.replace("{ID}", str(i))}) + "\n")
+    return path
 
 
 def mutation_bodies(path: str) -> str:
@@ -469,25 +499,38 @@ class Bench:
         proc, out = oha_start(cmd, path := self._path(name))
         return oha_finish(proc, out, path, cmd, timeout=seconds + 60)
 
-    def warm(self, server: Server, scenario: str) -> None:
+    def warm(self, server: Server, scenario: str, method: str = "GET") -> None:
         if self.s["warmup"] > 0:
             cmd = oha_cmd(self.oha, ["-z", f"{self.s['warmup']}s", "-c", str(self.s["connections"])],
-                          oha_read_args(server.base, scenario))
+                          oha_read_args(server.base, scenario, method, self.tmp))
             self._run(cmd, f"warmup-{scenario}", self.s["warmup"])
 
-    def closed(self, server: Server, scenario: str, label: str) -> dict:
-        self.warm(server, scenario)
-        load = ["-z", f"{self.s['duration']}s", "-c", str(self.s["connections"])]
-        cmd = oha_cmd(self.oha, load, oha_read_args(server.base, scenario))
+    def closed(self, server: Server, scenario: str, label: str, method: str = "GET",
+               lone: bool = False) -> dict:
+        """A closed-loop run; `lone`: one connection, LONE_REQUESTS sequential requests
+        (the latency a single client sees), after the usual warm-up."""
+        self.warm(server, scenario, method)
+        if lone:
+            load = ["-n", str(self.s["lone_requests"]), "-c", "1"]
+        else:
+            load = ["-z", f"{self.s['duration']}s", "-c", str(self.s["connections"])]
+        cmd = oha_cmd(self.oha, load, oha_read_args(server.base, scenario, method, self.tmp))
         time.sleep(0.2)
         before = server.snapshot()
-        result = self._run(cmd, label, self.s["duration"])
+        result = self._run(cmd, label, self.s["duration"] + 30)
         time.sleep(0.3)  # let the server finish what oha abandoned, so counters settle
         after = server.snapshot()
         cache = server.env["CACHE_BACKEND"]
-        return {"id": f"{scenario}/{cache}", "name": label, "kind": "closed", "cache": cache,
-                "query": READS[scenario], "command": cmd,
-                **summarize_oha(result), **server_figures(before, after)}
+        figures = server_figures(before, after)
+        oha_figures = summarize_oha(result)
+        if scenario == "health":  # not a GraphQL request: per request of oha's count
+            n = oha_figures["requests"]
+            figures["cpu_us_per_req"] = figures["server_cpu_s"] * 1e6 / n if n else None
+        kind = "lone" if lone else "closed"
+        return {"id": f"{scenario}-{method.lower()}-{kind}/{cache}", "name": label, "kind": kind,
+                "cache": cache, "method": method, "scenario": scenario,
+                "query": READS.get(scenario, "GET /health"), "command": cmd,
+                **oha_figures, **figures}
 
     def fixed_rate(self, server: Server, scenario: str, label: str) -> dict:
         load = ["-q", str(self.s["rate"]), "-z", f"{self.s['rate_duration']}s",
@@ -600,12 +643,14 @@ def fmt(v, spec: str = ".1f", none: str = "-") -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ["scenario", "cache", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
+    head = ["scenario", "cache", "req/s", "of floor", "p50 ms", "p99 ms", "p99.9 ms",
             "CPU µs/req", "SQL/req", "RT/req", "hit %", "cache err", "bad"]
     rows = []
+    floor = next((r["rps"] for r in results if r.get("scenario") == "health"), None)
     for r in results:
+        of_floor = (r["rps"] / floor) if floor and r["rps"] and r["kind"] == "closed" else None
         rows.append([
-            r["name"], r["cache"], fmt(r["rps"], ",.0f"),
+            r["name"], r["cache"], fmt(r["rps"], ",.0f"), fmt(of_floor, ".2f"),
             fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), fmt(r["p99_9_ms"], ".2f"),
             fmt(r["cpu_us_per_req"], ",.0f"), fmt(r["sql_reads_per_req"], ".2f"),
             fmt(r["round_trips_per_req"], ".2f"),
@@ -616,7 +661,7 @@ def table(results: list[dict]) -> str:
         if r["kind"] == "mix":
             for side in ("reads", "writes"):
                 s = r[side]
-                rows.append([f"  └ {side}", "", fmt(s["rps"], ",.0f"), fmt(s["p50_ms"], ".2f"),
+                rows.append([f"  └ {side}", "", fmt(s["rps"], ",.0f"), "", fmt(s["p50_ms"], ".2f"),
                              fmt(s["p99_ms"], ".2f"), fmt(s["p99_9_ms"], ".2f"),
                              "", "", "", "", "", str(s["non_2xx"] + s["error_count"])])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
@@ -765,14 +810,23 @@ def main() -> int:
         check_reads(server)
         check_random_urls(oha, server)
         prewarm_products(server)
+        log(f"closed loop: GET /health, the HTTP floor ({settings['duration']} s)")
+        results.append(bench.closed(server, "health", "GET /health (floor)"))
         for scenario in READS:
             log(f"closed loop: {scenario}, cache on ({settings['duration']} s)")
             results.append(bench.closed(server, scenario, f"{scenario}"))
+        for scenario in READS:
+            log(f"closed loop: {scenario} by POST, cache on ({settings['duration']} s)")
+            results.append(bench.closed(server, scenario, f"{scenario} POST", method="POST"))
+        for scenario in ("product", "list"):
+            log(f"lone client: {scenario}, {settings['lone_requests']} sequential requests")
+            results.append(bench.closed(server, scenario, f"{scenario} lone client", lone=True))
         log(f"fixed rate: product, {settings['rate']} req/s for {settings['rate_duration']} s")
         results.append(bench.fixed_rate(server, "product", "product @ fixed rate"))
         v = check_mutation(server)
         log(f"mutation mix ({settings['duration']} s; product 7 is at version {v})")
         results.append(bench.mix(server, "mix 9:1 conns", db))
+        doc["rss_mb_after_cached_runs"] = server.rss_mb()
         server.stop()
         server = None
 
@@ -796,6 +850,8 @@ def main() -> int:
               f"{settings['duration']} s closed loop at -c {settings['connections']}, "
               f"fixed rate {settings['rate']} req/s for {settings['rate_duration']} s")
         print(table(results))
+        print(f"RSS of the cached server after its runs: {fmt(doc['rss_mb_after_cached_runs'])} MB; "
+              "'of floor' is req/s over GET /health's on the same server")
         mix = next(r for r in results if r["kind"] == "mix")
         print(f"mix: {mix['read_connections']} read + {mix['write_connections']} write connections; "
               f"writes were {fmt(mix['write_fraction'] * 100 if mix['write_fraction'] is not None else None)} % "

@@ -23,7 +23,7 @@ use crate::{
     catalog::Catalog,
     config::Config,
     db,
-    graphql::{self, AppSchema, QueryLimits},
+    graphql::{self, AppSchema, QueryLimits, transport::responses::ResponseCache},
     seed,
 };
 
@@ -38,6 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The bearer token mutations need (from `ADMIN_TOKEN`, or generated at start).
     pub admin_token: Arc<str>,
+    /// Whole answers of repeated reads, replayed while their stamps hold.
+    pub responses: Arc<ResponseCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,7 @@ impl Application {
                 source,
             })?;
         let state = AppState {
+            responses: Arc::new(ResponseCache::new(config.response_cache_bytes)),
             catalog,
             schema,
             config: Arc::new(config),

@@ -72,6 +72,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Whether introspection is served (GraphiQL and schema tooling need it).
     pub introspection: bool,
+    /// Bytes the in-process response cache may hold; 0 turns it off.
+    pub response_cache_bytes: u64,
     /// Deepest selection a query may have.
     pub max_depth: usize,
     /// Highest complexity a query may have (every field 1, list fields times `first`).
@@ -132,6 +134,7 @@ impl Config {
             body_limit_bytes: parse(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
             request_timeout: Duration::from_millis(parse(&get, "REQUEST_TIMEOUT_MS", 5_000)?),
             introspection: parse(&get, "INTROSPECTION", true)?,
+            response_cache_bytes: parse(&get, "RESPONSE_CACHE_MAX_BYTES", 64 * 1024 * 1024)?,
             max_depth: match parse(&get, "QUERY_MAX_DEPTH", 15)? {
                 d @ 1..=32 => d,
                 d => {
@@ -228,6 +231,7 @@ impl fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("introspection", &self.introspection)
+            .field("response_cache_bytes", &self.response_cache_bytes)
             .field("max_depth", &self.max_depth)
             .field("max_complexity", &self.max_complexity)
             .field("cors_allow_origins", &self.cors_allow_origins)

@@ -31,7 +31,7 @@ impl Keys {
         let k = match kind {
             Kind::Product => "p",
             Kind::Category => "c",
-            Kind::List => "l",
+            Kind::List | Kind::Response => "l",
         };
         format!("{}{k}:{id}", self.tag)
     }

@@ -7,10 +7,12 @@
 //! - `keys`: key names (one hash tag per app, Redis Cluster safe).
 //! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one.
 //! - `stats`: process-wide counters and the per-request tally.
+//! - `stamps`: what a request's answer depended on, and checking it later.
 pub mod entry;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod stamps;
 pub mod stats;
 
 use std::{
@@ -182,6 +184,34 @@ impl Cache {
         };
         tally.round_trip();
         self.ok_or_log(kind, result)
+    }
+
+    /// Whether every stamp of an earlier answer still holds: one round trip reading the
+    /// epoch, the generation and the stamped item keys. `false` when the cache cannot
+    /// answer (an error, or degraded mode), so a replay is never served on trust. Each
+    /// stamp that holds counts as a hit of its kind, in the tally and the stats.
+    pub async fn validate(&self, stamps: &stamps::Stamps, tally: &RequestTally) -> bool {
+        if stamps.is_empty() {
+            return true;
+        }
+        let Some(now) = self.read(Kind::Response, &stamps.keys, tally).await else {
+            return false;
+        };
+        let holds = Some(now.epoch) == stamps.epoch
+            && stamps.generation.is_none_or(|g| now.generation == Some(g))
+            && stamps
+                .items
+                .iter()
+                .zip(&now.values)
+                .all(|((_, stamp), raw)| stamp.holds(raw.as_deref(), now.epoch));
+        if holds {
+            for kind in Kind::ENTITIES {
+                let n = stamps.count(kind);
+                self.stats.add(kind, Event::Hit, n);
+                tally.hit(kind, n);
+            }
+        }
+        holds
     }
 
     /// Conditional fills, one round trip; rejected fills are counted, not errors.

@@ -168,10 +168,11 @@ impl RedisStore {
 
     /// One MGET: epoch, generation, then the asked keys.
     pub async fn read(&self, keys: &[String]) -> Result<Snapshot, CacheError> {
-        let mut all = Vec::with_capacity(keys.len() + 2);
-        all.push(self.keys.epoch());
-        all.push(self.keys.generation());
-        all.extend(keys.iter().cloned());
+        let (epoch, generation) = (self.keys.epoch(), self.keys.generation());
+        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + 2);
+        all.push(&epoch);
+        all.push(&generation);
+        all.extend(keys.iter().map(String::as_str));
         let mut values: Vec<Option<String>> = self.run(self.client.mget(all)).await?;
         let values_of_keys = values.split_off(2);
         let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {

@@ -9,16 +9,21 @@ pub enum Kind {
     Product,
     Category,
     List,
+    /// Whole responses replayed by the response cache (`graphql::transport::responses`).
+    Response,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Product, Kind::Category, Kind::List];
+    pub const ALL: [Kind; 4] = [Kind::Product, Kind::Category, Kind::List, Kind::Response];
+    /// The kinds of entity entries (what `cacheStats` totals count).
+    pub const ENTITIES: [Kind; 3] = [Kind::Product, Kind::Category, Kind::List];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Product => "product",
             Kind::Category => "category",
             Kind::List => "list",
+            Kind::Response => "response",
         }
     }
 
@@ -93,7 +98,7 @@ impl KindSnapshot {
 /// Process-wide cache counters.
 #[derive(Default)]
 pub struct CacheStats {
-    kinds: [KindCounters; 3],
+    kinds: [KindCounters; 4],
 }
 
 impl CacheStats {
@@ -154,11 +159,14 @@ impl CacheStats {
     }
 }
 
-/// One request's view: what `extensions.cache` reports.
+/// One request's view: what `extensions.cache` reports, and the stamps its reads
+/// depended on (for the response cache).
 #[derive(Default)]
 pub struct RequestTally {
-    hits: [AtomicU64; 3],
-    misses: [AtomicU64; 3],
+    hits: [AtomicU64; 4],
+    misses: [AtomicU64; 4],
+    /// The stamps of every cache read of this request.
+    pub stamps: super::stamps::Recorder,
     /// Cache commands sent (a pipeline or script counts once).
     pub round_trips: AtomicU64,
     /// SQL statements sent to the database.
@@ -216,20 +224,64 @@ impl RequestTally {
 
     /// The `extensions.cache` object.
     pub fn to_json(&self) -> serde_json::Value {
-        let per_kind = |f: &dyn Fn(Kind) -> u64| {
-            serde_json::Value::Object(
-                Kind::ALL
-                    .iter()
-                    .map(|&k| (k.as_str().to_string(), f(k).into()))
-                    .collect(),
-            )
-        };
-        serde_json::json!({
-            "hits": per_kind(&|k| self.hits(k)),
-            "misses": per_kind(&|k| self.misses(k)),
-            "roundTrips": self.round_trips.load(Relaxed),
-            "sqlStatements": self.sql_statements.load(Relaxed),
-            "source": self.source(),
-        })
+        serde_json::from_str(&self.json()).unwrap_or_default()
+    }
+
+    /// The `extensions.cache` object as JSON text, written directly: this runs on every
+    /// answer, replays included, where building a `serde_json::Value` cost more than
+    /// the rest of the body.
+    pub fn json(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(200);
+        // Keys in sorted order, as a serde_json map would print them.
+        const SORTED: [Kind; 4] = [Kind::Category, Kind::List, Kind::Product, Kind::Response];
+        for (i, (name, counts)) in [("hits", &self.hits), ("misses", &self.misses)]
+            .into_iter()
+            .enumerate()
+        {
+            out.push_str(if i == 0 { "{\"" } else { ",\"" });
+            out.push_str(name);
+            out.push_str("\":{");
+            for (j, k) in SORTED.iter().enumerate() {
+                let sep = if j == 0 { "" } else { "," };
+                let n = counts[k.index()].load(Relaxed);
+                let _ = write!(out, "{sep}\"{}\":{n}", k.as_str());
+            }
+            out.push('}');
+        }
+        let _ = write!(
+            out,
+            ",\"roundTrips\":{},\"source\":\"{}\",\"sqlStatements\":{}}}",
+            self.round_trips.load(Relaxed),
+            self.source(),
+            self.sql_statements.load(Relaxed),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_json_is_the_object_it_describes() {
+        let t = RequestTally::default();
+        t.hit(Kind::Product, 2);
+        t.miss(Kind::Category, 1);
+        t.round_trip();
+        t.sql();
+        let v: serde_json::Value = serde_json::from_str(&t.json()).expect("valid JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "hits": { "category": 0, "list": 0, "product": 2, "response": 0 },
+                "misses": { "category": 1, "list": 0, "product": 0, "response": 0 },
+                "roundTrips": 1,
+                "sqlStatements": 1,
+                "source": "both",
+            })
+        );
+        assert_eq!(t.to_json(), v);
     }
 }

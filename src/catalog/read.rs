@@ -16,6 +16,7 @@ use crate::{
     cache::{
         Event, Fill, Kind, RequestTally,
         entry::{self, Entry},
+        stamps::ItemStamp,
     },
     config::CacheTtls,
     db::queries,
@@ -117,25 +118,32 @@ impl Catalog {
         let snapshot = cache.read(T::KIND, &keys, tally).await;
         let mut found = HashMap::with_capacity(ids.len());
         let mut missed = Vec::new();
+        let stamps = &tally.stamps;
         match &snapshot {
             Some(s) => {
-                for (&id, raw) in ids.iter().zip(&s.values) {
-                    match raw.as_deref().and_then(Entry::parse) {
-                        Some(Entry::Value { epoch, data, .. }) if epoch == s.epoch => {
+                stamps.saw(s.epoch, None);
+                for ((&id, key), raw) in ids.iter().zip(&keys).zip(&s.values) {
+                    let entry = raw.as_deref().and_then(Entry::parse);
+                    let stamp = entry.as_ref().and_then(|e| ItemStamp::of(e, s.epoch));
+                    match (entry, stamp) {
+                        (Some(Entry::Value { data, .. }), Some(stamp)) => {
                             match serde_json::from_str::<T>(data) {
                                 Ok(v) => {
                                     found.insert(id, v);
+                                    stamps.item(T::KIND, key, stamp);
                                 }
                                 Err(_) => missed.push(id),
                             }
                         }
-                        Some(Entry::Gone { .. }) => {}
-                        Some(Entry::Absent { epoch }) if epoch == s.epoch => {}
+                        (_, Some(stamp)) => stamps.item(T::KIND, key, stamp),
                         _ => missed.push(id),
                     }
                 }
             }
-            None => missed.extend_from_slice(ids),
+            None => {
+                stamps.unusable();
+                missed.extend_from_slice(ids);
+            }
         }
         let hits = (ids.len() - missed.len()) as u64;
         cache.stats.add(T::KIND, Event::Hit, hits);
@@ -164,8 +172,15 @@ impl Catalog {
                     AppError::Internal(format!("loading {} failed", T::KIND.as_str()))
                 }
             })?;
-        for (id, v) in loaded.iter() {
-            found.insert(*id, v.clone());
+        for &id in &missed {
+            let key = cache.keys.item(T::KIND, id);
+            match loaded.get(&id) {
+                Some(v) => {
+                    stamps.item(T::KIND, &key, ItemStamp::Version(v.version()));
+                    found.insert(id, v.clone());
+                }
+                None => stamps.item(T::KIND, &key, ItemStamp::Absent),
+            }
         }
         Ok(found)
     }
@@ -309,6 +324,15 @@ impl Catalog {
         let cache = self.cache();
         let keys: Vec<String> = names.iter().map(|n| cache.keys.list(n)).collect();
         let snapshot = cache.read(Kind::List, &keys, tally).await;
+        match &snapshot {
+            Some(s) if s.generation.is_some() => {
+                tally.stamps.saw(s.epoch, s.generation);
+                for _ in names {
+                    tally.stamps.list();
+                }
+            }
+            _ => tally.stamps.unusable(),
+        }
         let mut out = Vec::with_capacity(names.len());
         let mut fills = Vec::new();
         let (mut hits, mut misses) = (0, 0);

@@ -6,7 +6,8 @@ use crate::{cache::stats::KindSnapshot, catalog::Catalog};
 /// Counters for one kind of cache entry.
 #[derive(SimpleObject)]
 pub struct EntityCacheStats {
-    /// `product`, `category` or `list`.
+    /// `product`, `category`, `list`, or `response` (whole answers replayed by the
+    /// response cache; not part of the totals).
     pub kind: String,
     pub hits: u64,
     pub misses: u64,
@@ -55,7 +56,7 @@ pub struct CacheStatsView {
     pub misses: u64,
     pub hit_rate: f64,
     pub errors: u64,
-    /// Per entity kind: `product`, `category`, `list`.
+    /// Per kind: `product`, `category`, `list`, `response`.
     pub entities: Vec<EntityCacheStats>,
     pub redis: Option<RedisServerInfo>,
     /// SQL statements this process sent for reads since start.
@@ -66,12 +67,15 @@ impl CacheStatsView {
     pub async fn read(catalog: &Catalog) -> Self {
         let cache = catalog.cache();
         let kinds = cache.stats.snapshot();
-        let total = kinds.iter().fold(KindSnapshot::default(), |mut t, k| {
-            t.hits += k.hits;
-            t.misses += k.misses;
-            t.errors += k.errors;
-            t
-        });
+        let total = kinds.iter().filter(|k| k.kind != "response").fold(
+            KindSnapshot::default(),
+            |mut t, k| {
+                t.hits += k.hits;
+                t.misses += k.misses;
+                t.errors += k.errors;
+                t
+            },
+        );
         let redis = cache.redis_info().await.map(|i| RedisServerInfo {
             version: i.version,
             used_memory_bytes: i.used_memory_bytes,

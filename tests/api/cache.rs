@@ -39,9 +39,11 @@ async fn second_reads_of_an_item_a_list_and_the_categories_are_hits() {
         );
         let second = app.product(&id).await;
         assert_eq!(second.x_cache(), "HIT", "{}", second.body);
+        // A replay of the whole answer, whose stamps (the product and its category)
+        // were each read again and found current.
         assert_eq!(
             second.cache()["hits"],
-            json!({ "product": 1, "category": 1, "list": 0 })
+            json!({ "product": 1, "category": 1, "list": 0, "response": 1 })
         );
         assert_eq!(
             (second.sql(), second.cache()["source"].as_str()),
@@ -290,8 +292,20 @@ async fn fifty_products_with_categories_cost_one_round_trip_and_one_statement_pe
         assert_eq!(cold.ok()["productsByIds"].as_array().unwrap().len(), 50);
         // Per kind: one read and one fill round trip, one SQL statement.
         assert_eq!((cold.sql(), cold.round_trips()), (2, 4), "{}", cold.cache());
-        let warm = app.gql(q, json!({ "ids": ids })).await;
+        // The same request again: replayed after one round trip reading its stamps.
+        let replay = app.gql(q, json!({ "ids": ids })).await;
+        assert_eq!(
+            (replay.sql(), replay.round_trips()),
+            (0, 1),
+            "{}",
+            replay.cache()
+        );
+        assert_eq!(replay.cache()["hits"]["response"], 1);
+        assert_eq!(replay.data(), cold.data());
+        // Another text of the same query executes: one read round trip per kind.
+        let warm = app.gql(&format!("{q} "), json!({ "ids": ids })).await;
         assert_eq!((warm.sql(), warm.round_trips()), (0, 2), "{}", warm.cache());
+        assert_eq!(warm.cache()["hits"]["response"], 0);
         assert_eq!(warm.data(), cold.data());
     })
     .await;

@@ -9,4 +9,5 @@ mod limits;
 mod logs;
 mod measure;
 mod products;
+mod responses;
 mod schema;

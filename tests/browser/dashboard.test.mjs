@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { checkBinary, launchChromium, ROOT, startLarder as startIn, stopAll } from './larder.mjs';
+import { checkBinary, freePort, launchChromium, ROOT, startLarder as startIn, stopAll } from './larder.mjs';
 
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 
@@ -226,7 +226,7 @@ test('the cache statistics follow the requests; clear cache and reset stats', as
   const hits = await cardNumber(page, 'stat-hits');
   await nextLoad(page, () => page.click('#load'));
   await page.waitForFunction((before) => Number(document.querySelector('#stat-hits').textContent.replace(/\D/g, '')) > before, hits);
-  assert.equal(await page.$$eval('#entity-rows tr th', (ths) => ths.map((t) => t.textContent).join()), 'product,category,list');
+  assert.equal(await page.$$eval('#entity-rows tr th', (ths) => ths.map((t) => t.textContent).join()), 'product,category,list,response');
   assert.match(await page.textContent('#stat-backend'), /memory\s*connected/);
   assert.match(await page.textContent('#stat-hit-rate'), /^\d+\.\d%$/);
   await page.waitForSelector('#hit-rate-chart svg polyline', { timeout: 8000 });

@@ -22,7 +22,7 @@ process.on('exit', () => {
   for (const s of servers) s.stop();
 });
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);

@@ -1,14 +1,21 @@
 //! Running one request: the document guards that must run before async-graphql sees
-//! it, the admin check, per-request loaders, and the request timeout.
+//! it, per-request loaders, the request timeout, and storing the answer in the response
+//! cache when it may be replayed.
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::{
     http::{HeaderMap, header},
     response::Response,
 };
 use subtle::ConstantTimeEq;
 
-use super::{negotiate::Media, respond, respond::Rejection};
+use super::{
+    negotiate::Media,
+    respond::{self, Rejection},
+    responses::{Key, Stored},
+};
 use crate::{
     app::AppState,
+    cache::{Event, Kind},
     error::ErrorCode,
     graphql::{guard, loaders::RequestContext},
 };
@@ -20,17 +27,40 @@ pub enum Method {
     Post,
 }
 
+/// Who sends the request and how it wants its answer.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub media: Media,
+    pub method: Method,
+    pub admin: bool,
+}
+
+/// Executes `request`. The execution's future is large (every resolver's state), so it
+/// is boxed: otherwise each handler future, a replay's included, would carry that size
+/// and be moved with it (memmove was 8% of a replayed read's CPU).
 pub async fn execute(
     state: &AppState,
     headers: &HeaderMap,
-    mut request: async_graphql::Request,
-    media: Media,
-    method: Method,
+    request: async_graphql::Request,
+    caller: Caller,
+    key: Option<Key>,
 ) -> Response {
-    if let Err(message) = check_document(&mut request) {
-        return Rejection::document(message, media).into_response(media);
-    }
-    let ctx = RequestContext::new(&state.catalog, is_admin(headers, &state.admin_token));
+    Box::pin(run(state, headers, request, caller, key)).await
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+    caller: Caller,
+    key: Option<Key>,
+) -> Response {
+    let media = caller.media;
+    let operation_type = match check_document(&mut request) {
+        Ok(t) => t,
+        Err(message) => return Rejection::document(message, media).into_response(media),
+    };
+    let ctx = RequestContext::new(&state.catalog, caller.admin);
     let tally = ctx.tally.clone();
     let operation = request.operation_name.clone();
     // Dropping the future on timeout cancels the work (queries, loaders) at its next
@@ -50,26 +80,78 @@ pub async fn execute(
         .into_response(media);
     };
     crate::metrics::graphql_operation(operation.as_deref(), response.errors.is_empty());
+    let is_get = caller.method == Method::Get;
+    let data_json = response
+        .errors
+        .is_empty()
+        .then(|| serde_json::to_string(&response.data).ok())
+        .flatten();
+    if let (Some(key), Some(data)) = (key, &data_json)
+        && operation_type == Some(OperationType::Query)
+        && response.cache_control.max_age != -1
+        && let Some(stamps) = tally.stamps.take()
+    {
+        state.responses.put(
+            key,
+            Stored {
+                data: data.as_str().into(),
+                cache_control: respond::http_cache_control(&response, is_get),
+                operation: operation.as_deref().map(Into::into),
+                stamps,
+            },
+        );
+        state
+            .catalog
+            .cache()
+            .stats
+            .add(Kind::Response, Event::Fill, 1);
+    }
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    respond::executed(response, media, method == Method::Get, &tally, request_id)
+    respond::executed(
+        response,
+        media,
+        is_get,
+        &tally,
+        request_id,
+        data_json.as_deref(),
+    )
 }
 
 /// The guards async-graphql's own checks cannot replace: a linear nesting scan before
 /// the recursive parser, then the fragment-expansion bound on the parsed document
-/// (which async-graphql reuses). A parse error is left to async-graphql to report.
-fn check_document(request: &mut async_graphql::Request) -> Result<(), String> {
+/// (which async-graphql reuses). Returns the type of the operation that will run
+/// (`None` when the document does not parse, which async-graphql then reports, or names
+/// no single operation).
+fn check_document(request: &mut async_graphql::Request) -> Result<Option<OperationType>, String> {
     guard::check_nesting(&request.query, guard::MAX_NESTING)?;
+    let name = request.operation_name.clone();
     match request.parsed_query() {
-        Ok(doc) => guard::check_expansion(doc, guard::MAX_EXPANDED_FIELDS),
-        Err(_) => Ok(()),
+        Ok(doc) => {
+            guard::check_expansion(doc, guard::MAX_EXPANDED_FIELDS)?;
+            Ok(selected_operation(doc, name.as_deref()))
+        }
+        Err(_) => Ok(None),
     }
 }
 
+/// The type of the operation a request runs: the one named, or the only one.
+pub fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    let mut operations = doc.operations.iter();
+    let selected = match name {
+        Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
+        None => match (operations.next(), operations.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        },
+    };
+    selected.map(|(_, op)| op.node.ty)
+}
+
 /// Whether the request carries the admin bearer token (constant-time comparison).
-fn is_admin(headers: &HeaderMap, token: &str) -> bool {
+pub fn is_admin(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

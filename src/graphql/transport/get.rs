@@ -8,7 +8,7 @@
 //! an empty `variables=` (pinned by `tests::async_graphql_parse_query_string_is_not_spec`).
 use std::collections::HashMap;
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::OperationType;
 use axum::{
     extract::{RawQuery, State},
     http::HeaderMap,
@@ -16,10 +16,11 @@ use axum::{
 };
 
 use super::{
-    execute::{Method, execute},
+    execute::{Caller, Method, execute, is_admin, selected_operation},
     negotiate, playground,
     post::not_acceptable,
     respond::Rejection,
+    responses,
 };
 use crate::{app::AppState, error::ErrorCode, graphql::guard};
 
@@ -28,6 +29,19 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let admin = is_admin(&headers, &state.admin_token);
+    // A repeated query is answered from the response cache before anything is parsed.
+    let mut key = None;
+    if let (Some(media), Some(raw)) = (negotiate::negotiate(&headers), raw.as_deref()) {
+        key = state
+            .responses
+            .key(Method::Get, media, admin, raw.as_bytes());
+        if let Some(k) = &key
+            && let Some(resp) = responses::replay(&state, k, media, Method::Get).await
+        {
+            return resp;
+        }
+    }
     let params: HashMap<String, String> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
     if !params.contains_key("query") && negotiate::wants_html(&headers) {
@@ -47,7 +61,12 @@ pub async fn get(
         )
         .into_response(media);
     }
-    execute(&state, &headers, request, media, Method::Get).await
+    let caller = Caller {
+        media,
+        method: Method::Get,
+        admin,
+    };
+    execute(&state, &headers, request, caller, key).await
 }
 
 /// The URL's parameters as a GraphQL request; `variables` and `extensions` must be
@@ -93,20 +112,7 @@ fn is_mutation(request: &mut async_graphql::Request) -> bool {
     let name = request.operation_name.clone();
     request
         .parsed_query()
-        .is_ok_and(|doc| selected_is_mutation(doc, name.as_deref()))
-}
-
-fn selected_is_mutation(doc: &ExecutableDocument, name: Option<&str>) -> bool {
-    let mut operations = doc.operations.iter();
-    let selected = match name {
-        Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
-        // Without a name the document must hold exactly one operation.
-        None => match (operations.next(), operations.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        },
-    };
-    selected.is_some_and(|(_, op)| op.node.ty == OperationType::Mutation)
+        .is_ok_and(|doc| selected_operation(doc, name.as_deref()) == Some(OperationType::Mutation))
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 //! `text/plain` and form bodies as JSON (CSRF-able "simple requests"), reads bodies
 //! without a size limit, and always answers `application/graphql-response+json`.
 //!
-//! A request's way through: `post` or `get` (read the request; 406, 415, 413, 400, 405)
-//! -> `execute` (document guards, admin check, loaders, timeout) -> `respond` (status,
-//! media type, masking, `extensions.cache`, `x-cache`, `Cache-Control`).
+//! A request's way through: `post` or `get` (negotiate; 406, 415, 413) -> `responses`
+//! (a repeated query whose stamps all hold is answered here, unparsed) -> read the
+//! request (400, 405) -> `execute` (document guards, loaders, timeout; store the answer
+//! when it may be replayed) -> `respond` (status, media type, masking,
+//! `extensions.cache`, `x-cache`, `Cache-Control`).
 //!
 //! Layout:
 //! - `negotiate`: `Accept` and `Content-Type`.
 //! - `post`, `get`: the two ways a request arrives.
 //! - `execute`: guards and execution.
 //! - `respond`: answers and transport errors (`Rejection`), codes from `error::ErrorCode`.
+//! - `responses`: the response cache (replay of repeated reads without execution).
 //! - `playground`: the embedded GraphiQL page.
 pub mod execute;
 pub mod get;
@@ -19,6 +22,7 @@ pub mod negotiate;
 pub mod playground;
 pub mod post;
 pub mod respond;
+pub mod responses;
 
 pub use get::get;
 pub use post::post;

@@ -7,9 +7,10 @@ use axum::{
 };
 
 use super::{
-    execute::{Method, execute},
+    execute::{Caller, Method, execute, is_admin},
     negotiate::{self, Media},
     respond::Rejection,
+    responses,
 };
 use crate::{app::AppState, error::ErrorCode};
 
@@ -21,8 +22,25 @@ pub async fn post(
     let Some(media) = negotiate::negotiate(&headers) else {
         return not_acceptable();
     };
-    match read(&headers, body) {
-        Ok(request) => execute(&state, &headers, request, media, Method::Post).await,
+    let body = match accept(&headers, body) {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(media),
+    };
+    let admin = is_admin(&headers, &state.admin_token);
+    // A repeated query is answered from the response cache before anything is parsed.
+    let key = state.responses.key(Method::Post, media, admin, &body);
+    if let Some(k) = &key
+        && let Some(resp) = responses::replay(&state, k, media, Method::Post).await
+    {
+        return resp;
+    }
+    let caller = Caller {
+        media,
+        method: Method::Post,
+        admin,
+    };
+    match read(&body) {
+        Ok(request) => execute(&state, &headers, request, caller, key).await,
         Err(rejection) => rejection.into_response(media),
     }
 }
@@ -36,27 +54,28 @@ pub fn not_acceptable() -> Response {
     .into_response(Media::Json)
 }
 
-/// The body as a GraphQL request: 415 unless JSON, 413 over the body limit (enforced
-/// by the router's `DefaultBodyLimit` while reading), 400 for anything malformed.
-fn read(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<async_graphql::Request, Rejection> {
+/// The body, if it is one larder reads: 415 unless JSON, 413 over the body limit
+/// (enforced by the router's `DefaultBodyLimit` while reading).
+fn accept(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Rejection> {
     if !negotiate::is_json_body(headers) {
         return Err(Rejection::new(
             ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json",
         ));
     }
-    let body = body.map_err(|rejection| match rejection.status() {
+    body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Rejection::new(
             ErrorCode::PayloadTooLarge,
             "the request body is larger than the server accepts",
         ),
         _ => Rejection::new(ErrorCode::BadRequest, rejection.body_text()),
-    })?;
+    })
+}
+
+/// The body as one GraphQL request; 400 for anything malformed.
+fn read(body: &[u8]) -> Result<async_graphql::Request, Rejection> {
     let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
-    match serde_json::from_slice::<serde_json::Value>(&body) {
+    match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Array(_)) => Err(bad("batched requests are not supported".into())),
         Ok(v @ serde_json::Value::Object(_)) => {
             if !v.get("query").is_some_and(|q| q.is_string()) {

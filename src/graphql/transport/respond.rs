@@ -63,18 +63,16 @@ impl Rejection {
     }
 }
 
-/// An executed request's answer.
+/// An executed request's answer. `data_json` is the already serialized `data` when the
+/// caller serialized it to store it (answers without errors only).
 pub fn executed(
     mut response: async_graphql::Response,
     media: Media,
     is_get: bool,
     tally: &RequestTally,
     request_id: &str,
+    data_json: Option<&str>,
 ) -> Response {
-    response.extensions.insert(
-        "cache".into(),
-        Value::from_json(tally.to_json()).unwrap_or(Value::Null),
-    );
     // A request error (parse or validation) fails before execution: no error has a path.
     // The spec says `data` is then absent, and graphql-response+json says 400.
     let request_error = response.data == Value::Null
@@ -85,14 +83,61 @@ pub fn executed(
     } else {
         StatusCode::OK
     };
-    mask_errors(&mut response.errors, request_id);
     let cache_control = http_cache_control(&response, is_get);
-    let body = serde_json::to_string(&Body {
-        data: (!request_error).then_some(&response.data),
-        errors: &response.errors,
-        extensions: &response.extensions,
-    })
-    .unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
+    let body = match data_json {
+        Some(data) if response.errors.is_empty() => with_extensions(data, tally),
+        _ => {
+            response.extensions.insert(
+                "cache".into(),
+                Value::from_json(tally.to_json()).unwrap_or(Value::Null),
+            );
+            mask_errors(&mut response.errors, request_id);
+            serde_json::to_string(&Body {
+                data: (!request_error).then_some(&response.data),
+                errors: &response.errors,
+                extensions: &response.extensions,
+            })
+            .unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into())
+        }
+    };
+    finish(status, body, media, tally, cache_control)
+}
+
+/// A stored answer, replayed with this request's own `extensions.cache`.
+pub fn replayed(
+    stored: &super::responses::Stored,
+    media: Media,
+    is_get: bool,
+    tally: &RequestTally,
+) -> Response {
+    let cache_control = if is_get {
+        stored.cache_control.clone()
+    } else {
+        HeaderValue::from_static("no-store")
+    };
+    let body = with_extensions(&stored.data, tally);
+    finish(StatusCode::OK, body, media, tally, cache_control)
+}
+
+/// `{"data":<data>,"extensions":{"cache":<tally>}}` from serialized `data`.
+fn with_extensions(data: &str, tally: &RequestTally) -> String {
+    let cache = tally.json();
+    let mut body = String::with_capacity(data.len() + cache.len() + 32);
+    body.push_str(r#"{"data":"#);
+    body.push_str(data);
+    body.push_str(r#","extensions":{"cache":"#);
+    body.push_str(&cache);
+    body.push_str("}}");
+    body
+}
+
+fn finish(
+    status: StatusCode,
+    body: String,
+    media: Media,
+    tally: &RequestTally,
+    cache_control: HeaderValue,
+) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -123,7 +168,7 @@ struct Body<'a> {
 
 /// HTTP caching only for GET queries that succeeded and touched only hinted types;
 /// POST, mutations (POST only) and errors are never stored.
-fn http_cache_control(response: &async_graphql::Response, is_get: bool) -> HeaderValue {
+pub fn http_cache_control(response: &async_graphql::Response, is_get: bool) -> HeaderValue {
     match response.cache_control.value() {
         Some(v) if is_get && response.errors.is_empty() && v.starts_with("max-age") => {
             HeaderValue::from_str(&format!("public, {v}"))

@@ -27,19 +27,30 @@ use crate::{
     seed,
 };
 
-/// Everything a request handler may touch. Cheap to clone: pools and `Arc`s only.
+/// Everything a request handler may touch, behind one `Arc`: axum clones the state
+/// for every request, and one reference count is cheaper than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of `AppState` (reached through `Deref`).
+pub struct Shared {
     /// The use-cases (database pool and cache inside).
     pub catalog: Catalog,
     /// The GraphQL schema, built once.
     pub schema: AppSchema,
     /// The settings this process started with.
-    pub config: Arc<Config>,
+    pub config: Config,
     /// The bearer token mutations need (from `ADMIN_TOKEN`, or generated at start).
-    pub admin_token: Arc<str>,
+    pub admin_token: String,
     /// Whole answers of repeated reads, replayed while their stamps hold.
-    pub responses: Arc<ResponseCache>,
+    pub responses: ResponseCache,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +93,9 @@ impl Application {
                 .await
                 .map_err(StartupError::Seed)?;
         }
-        let admin_token: Arc<str> = match &config.admin_token {
-            Some(t) => t.as_str().into(),
-            None => generate_token().into(),
+        let admin_token = match &config.admin_token {
+            Some(t) => t.clone(),
+            None => generate_token(),
         };
         let schema = graphql::build_schema(&QueryLimits {
             introspection: config.introspection,
@@ -97,13 +108,13 @@ impl Application {
                 addr: config.bind_addr,
                 source,
             })?;
-        let state = AppState {
-            responses: Arc::new(ResponseCache::new(config.response_cache_bytes)),
+        let state = AppState(Arc::new(Shared {
+            responses: ResponseCache::new(config.response_cache_bytes),
             catalog,
             schema,
-            config: Arc::new(config),
+            config,
             admin_token,
-        };
+        }));
         Ok(Self {
             router: router(state.clone()),
             listener,

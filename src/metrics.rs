@@ -4,7 +4,8 @@
 //! database pool, and build info. Every label has a bounded set of values: routes are
 //! matched paths, operation names are capped, no ids or query text ever become labels.
 use std::{
-    collections::HashSet,
+    cell::RefCell,
+    collections::{HashMap, HashSet},
     sync::{Mutex, OnceLock},
     time::Instant,
 };
@@ -15,7 +16,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::DbBackend;
 
@@ -50,16 +51,52 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let method = req.method().as_str().to_string();
+        .map(|p| p.as_str().to_string());
+    // A bounded label: any other method a client invents counts as `other`.
+    let method = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        _ => "other",
+    };
     let started = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    counter!("http_requests_total", &labels).increment(1);
-    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    let key = (route, method, resp.status().as_u16());
+    // Handles are looked up once per worker thread and label set, not in the shared
+    // registry on every request.
+    HTTP.with_borrow_mut(|handles| {
+        let (count, time) = handles
+            .entry(key)
+            .or_insert_with_key(|(route, method, status)| {
+                let labels = [
+                    ("route", route.clone().unwrap_or_else(|| "other".into())),
+                    ("method", method.to_string()),
+                    ("status", status.to_string()),
+                ];
+                (
+                    counter!("http_requests_total", &labels),
+                    histogram!("http_request_duration_seconds", &labels),
+                )
+            });
+        count.increment(1);
+        time.record(elapsed);
+    });
     resp
+}
+
+type HttpKey = (Option<String>, &'static str, u16);
+/// A counter and the latency histogram next to it.
+type Timed = (Counter, Histogram);
+
+thread_local! {
+    static HTTP: RefCell<HashMap<HttpKey, Timed>> = RefCell::new(HashMap::new());
+    /// Per operation name: the error and ok counters.
+    static OPERATIONS: RefCell<HashMap<String, [Option<Counter>; 2]>> = RefCell::new(HashMap::new());
 }
 
 /// `GET /metrics`.
@@ -96,10 +133,24 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
 /// A GraphQL operation finished: `name` is the client's operation name (capped to a
 /// bounded set, the rest counted as `other`), `outcome` is `ok` or `error`.
 pub fn graphql_operation(name: Option<&str>, ok: bool) {
+    let name = name.unwrap_or("anonymous");
+    let done =
+        OPERATIONS.with_borrow(
+            |ops| match ops.get(name).and_then(|c| c[ok as usize].as_ref()) {
+                Some(c) => {
+                    c.increment(1);
+                    true
+                }
+                None => false,
+            },
+        );
+    if done {
+        return;
+    }
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let name = match name {
-        None => "anonymous".to_string(),
-        Some(n) if n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+    let label = match name {
+        "anonymous" => "anonymous".to_string(),
+        n if n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             let mut seen = SEEN
                 .get_or_init(Default::default)
                 .lock()
@@ -111,10 +162,17 @@ pub fn graphql_operation(name: Option<&str>, ok: bool) {
                 "other".to_string()
             }
         }
-        Some(_) => "other".to_string(),
+        _ => "other".to_string(),
     };
     let outcome = if ok { "ok" } else { "error" };
-    counter!("graphql_operations_total", "operation" => name, "outcome" => outcome).increment(1);
+    let c =
+        counter!("graphql_operations_total", "operation" => label.clone(), "outcome" => outcome);
+    c.increment(1);
+    // Only names that became labels of their own are remembered, so the map stays
+    // bounded (at most MAX_OPERATION_NAMES + 1 names per thread).
+    if label == name {
+        OPERATIONS.with_borrow_mut(|ops| ops.entry(label).or_default()[ok as usize] = Some(c));
+    }
 }
 
 /// One SQL statement of `kind` (`read` or `write`) took `seconds`.
@@ -125,14 +183,34 @@ pub fn sql_statement(kind: &'static str, seconds: f64) {
 
 /// One cache command `op` took `seconds`.
 pub fn cache_command(op: &'static str, seconds: f64, ok: bool) {
-    counter!("cache_round_trips_total", "op" => op, "outcome" => if ok { "ok" } else { "error" })
-        .increment(1);
-    histogram!("cache_command_duration_seconds", "op" => op).record(seconds);
+    thread_local! {
+        static HANDLES: RefCell<HashMap<(&'static str, bool), Timed>> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with_borrow_mut(|handles| {
+        let (count, time) = handles.entry((op, ok)).or_insert_with(|| {
+            let outcome = if ok { "ok" } else { "error" };
+            (
+                counter!("cache_round_trips_total", "op" => op, "outcome" => outcome),
+                histogram!("cache_command_duration_seconds", "op" => op),
+            )
+        });
+        count.increment(1);
+        time.record(seconds);
+    });
 }
 
 /// Cache events by entity kind: `hit`, `miss`, `error`, `fill`, `fill_rejected`, `invalidation`.
 pub fn cache_event(kind: &'static str, event: &'static str, n: u64) {
+    thread_local! {
+        static HANDLES: RefCell<HashMap<(&'static str, &'static str), Counter>> =
+            RefCell::new(HashMap::new());
+    }
     if n > 0 {
-        counter!("cache_events_total", "kind" => kind, "event" => event).increment(n);
+        HANDLES.with_borrow_mut(|handles| {
+            handles
+                .entry((kind, event))
+                .or_insert_with(|| counter!("cache_events_total", "kind" => kind, "event" => event))
+                .increment(n);
+        });
     }
 }

@@ -116,6 +116,15 @@ impl Recorder {
         });
     }
 
+    /// The epoch this request's reads saw so far, if any.
+    pub fn epoch(&self) -> Option<u64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stamps
+            .epoch
+    }
+
     pub fn item(&self, kind: Kind, key: &str, stamp: ItemStamp) {
         self.with(|r| match r.stamps.keys.iter().position(|k| k == key) {
             // Read twice in one request with two states: no single state to check.

@@ -28,6 +28,9 @@ use sea_orm::DatabaseConnection;
 use crate::cache::{Cache, RequestTally};
 use model::{Category, Product};
 
+/// Most categories kept in process.
+const LOCAL_CATEGORIES: u64 = 10_000;
+
 /// Shared by all requests; cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
@@ -42,6 +45,12 @@ struct Inner {
     /// Single-flight maps, one per cached entity.
     product_flights: flight::Flights<Product>,
     category_flights: flight::Flights<Category>,
+    /// In-process copies of categories, tagged with the cache epoch they were read
+    /// under. Safe because no mutation changes or deletes a category: a copy is used
+    /// only by a request that saw the same epoch (so `clearCache` and `larder seed`
+    /// retire them), and only present categories are kept (absent ones go through the
+    /// cache, where a creation replaces their marker).
+    local_categories: moka::sync::Cache<i32, (u64, Category)>,
     /// SQL statements sent since start, for tests and the stats.
     sql_total: AtomicU64,
     /// Fault points; empty unless a test installs one.
@@ -62,6 +71,7 @@ impl Catalog {
                 cache,
                 product_flights: Default::default(),
                 category_flights: Default::default(),
+                local_categories: moka::sync::Cache::new(LOCAL_CATEGORIES),
                 sql_total: AtomicU64::new(0),
                 hooks: Default::default(),
                 outbox_failed_seq: Default::default(),

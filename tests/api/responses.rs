@@ -187,5 +187,31 @@ async fn the_response_cache_can_be_switched_off() {
     app.gql(ITEM, json!({ "id": id })).await.ok();
     let r = app.gql(ITEM, json!({ "id": id })).await;
     assert!(!replayed(&r));
-    assert_eq!((r.x_cache(), r.round_trips()), ("HIT", 2), "{}", r.body);
+    // Executed: one round trip for the product, its category from process.
+    assert_eq!((r.x_cache(), r.round_trips()), ("HIT", 1), "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_executed_page_with_its_categories_costs_two_round_trips() {
+    for b in backends() {
+        let app = spawn_app(&b).await;
+        for i in 0..6 {
+            app.create(&format!("P{i}"), "1.00", &format!("C{}", i % 3), 1)
+                .await;
+        }
+        let page = "{ products(first: 6) { nodes { name category { name } } } }";
+        app.gql(page, json!({})).await.ok();
+        // Another text of the same page, so it executes: the page, then its items;
+        // the categories are in process.
+        let r = app.gql(&format!("{page} "), json!({})).await;
+        assert_eq!(r.data()["products"]["nodes"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            (r.round_trips(), r.sql()),
+            (2, 0),
+            "{} on {}",
+            r.body,
+            b.name()
+        );
+        assert_eq!(r.cache()["hits"]["category"], 3, "{}", r.body);
+    }
 }

@@ -84,6 +84,9 @@ impl Application {
         )
         .await?;
         let cache = Cache::from_config(&config)?;
+        // A bounded wait, so the demo seed and the first requests find the cache
+        // connected instead of reading around it (Redis may also be down: go on then).
+        cache.wait_connected(Duration::from_secs(2)).await;
         let catalog = Catalog::new(db, Arc::new(cache));
         if catalog.cache().backend() == "redis" {
             catalog.spawn_outbox_replayer();
@@ -155,7 +158,14 @@ impl Application {
                 self.state.admin_token,
             );
         }
-        axum::serve(self.listener, self.router)
+        // No Nagle delay on answers: a response must not wait for the client's ACK of
+        // the previous one on a keep-alive connection.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(stop)
             .await
     }
@@ -260,14 +270,21 @@ async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers; reports the cache without requiring it.
+/// Ready when the database answers; reports the cache (and whether reads trust it)
+/// without requiring it.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let db_ok = state.catalog.db().ping().await.is_ok();
     let cache = state.catalog.cache();
     let body = serde_json::json!({
         "status": if db_ok { "ready" } else { "unavailable" },
         "database": if db_ok { "ok" } else { "unreachable" },
-        "cache": { "backend": cache.backend(), "connected": cache.is_connected() },
+        "cache": {
+            "backend": cache.backend(),
+            "connected": cache.is_connected(),
+            // Whether reads use the cache now, and why not when they do not.
+            "trusted": cache.is_trusted(),
+            "reason": cache.untrusted_reason(),
+        },
     });
     let status = if db_ok {
         StatusCode::OK

@@ -322,9 +322,42 @@ impl Cache {
         }
     }
 
+    /// The TTL of a writer's tombstone: the entry TTL with only positive jitter, and at
+    /// least `TOMBSTONE_FLOOR`. A tombstone must outlive any fill still in flight that
+    /// carries an older row (a reader that read the database just before the commit),
+    /// so it never gets the shorter half of the spread, however short the entry TTL.
+    pub fn tombstone_ttl(&self, entry_ttl: Duration) -> Duration {
+        let spread = entry_ttl.as_millis() as u64 * u64::from(self.ttls.jitter_percent) / 100;
+        let extra = if spread == 0 {
+            0
+        } else {
+            rand::random_range(0..=spread)
+        };
+        (entry_ttl + Duration::from_millis(extra)).max(TOMBSTONE_FLOOR)
+    }
+
     /// A TTL with +-`jitter_percent` random spread.
     pub fn jittered(&self, ttl: Duration) -> Duration {
         jitter(ttl, self.ttls.jitter_percent)
+    }
+
+    /// Whether reads use the cache now: a store is configured, connected, and not in
+    /// degraded mode.
+    pub fn is_trusted(&self) -> bool {
+        self.untrusted_reason().is_none() && self.is_enabled()
+    }
+
+    /// Why reads go around the cache now, if they do.
+    pub fn untrusted_reason(&self) -> Option<&'static str> {
+        if !self.is_enabled() {
+            Some("no cache is configured")
+        } else if !self.is_connected() {
+            Some("not connected")
+        } else if self.is_degraded() {
+            Some("replaying invalidations after a cache error")
+        } else {
+            None
+        }
     }
 
     /// Whether reads bypass the cache until the outbox is replayed.
@@ -409,12 +442,41 @@ pub fn jitter(ttl: Duration, percent: u32) -> Duration {
     Duration::from_millis(value.max(1.0) as u64)
 }
 
+/// The shortest life of a tombstone (see `Cache::tombstone_ttl`).
+pub const TOMBSTONE_FLOOR: Duration = Duration::from_secs(60);
+
 /// A shared handle to the cache.
 pub type SharedCache = Arc<Cache>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_never_live_shorter_than_their_entry_or_the_floor() {
+        let cache = Cache::new(
+            CacheBackendKind::None,
+            None,
+            "t:",
+            CacheTtls {
+                product: Duration::from_secs(600),
+                category: Duration::from_secs(600),
+                list: Duration::from_secs(300),
+                absent: Duration::from_secs(60),
+                jitter_percent: 10,
+            },
+            Duration::from_millis(100),
+        )
+        .expect("a cache");
+        for _ in 0..1000 {
+            let t = cache.tombstone_ttl(Duration::from_secs(600));
+            assert!(
+                t >= Duration::from_secs(600) && t <= Duration::from_secs(660),
+                "{t:?}"
+            );
+            assert!(cache.tombstone_ttl(Duration::from_secs(5)) >= TOMBSTONE_FLOOR);
+        }
+    }
 
     #[test]
     fn jitter_stays_within_its_percent() {

@@ -128,7 +128,7 @@ impl Catalog {
                     key: cache.keys.item(Kind::Product, w.product_id),
                     version: w.version,
                     gone: w.gone,
-                    ttl: cache.jittered(cache.ttls.product),
+                    ttl: cache.tombstone_ttl(cache.ttls.product),
                 },
             ));
             if let Some(cat) = w.new_category {
@@ -138,7 +138,7 @@ impl Catalog {
                         key: cache.keys.item(Kind::Category, cat),
                         version: 1,
                         gone: false,
-                        ttl: cache.jittered(cache.ttls.category),
+                        ttl: cache.tombstone_ttl(cache.ttls.category),
                     },
                 ));
             }

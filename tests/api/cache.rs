@@ -511,9 +511,16 @@ async fn a_redis_outage_fails_no_request_and_caching_resumes_by_itself() {
     assert_eq!(
         (
             ready["status"].as_str(),
-            ready["cache"]["connected"].as_bool()
+            ready["cache"]["connected"].as_bool(),
+            ready["cache"]["trusted"].as_bool(),
+            ready["cache"]["reason"].as_str(),
         ),
-        (Some("ready"), Some(false))
+        (
+            Some("ready"),
+            Some(false),
+            Some(false),
+            Some("not connected")
+        )
     );
 
     let _redis = OwnRedis::start(redis.port).await;

@@ -180,7 +180,11 @@ async fn health_and_ready_report_the_database_and_the_cache() {
     let r: serde_json::Value = app.get_json("/ready").await;
     assert_eq!(
         r,
-        json!({ "status": "ready", "database": "ok", "cache": { "backend": "memory", "connected": true } })
+        json!({
+            "status": "ready",
+            "database": "ok",
+            "cache": { "backend": "memory", "connected": true, "trusted": true, "reason": null },
+        })
     );
 }
 

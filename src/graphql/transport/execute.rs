@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    cache::{Event, Kind},
+    cache::{Event, Kind, RequestTally},
     error::ErrorCode,
     graphql::{guard, loaders::RequestContext},
 };
@@ -88,23 +88,16 @@ async fn run(
         .flatten();
     if let (Some(key), Some(data)) = (key, &data_json)
         && operation_type == Some(OperationType::Query)
-        && response.cache_control.max_age != -1
-        && let Some(stamps) = tally.stamps.take()
     {
-        state.responses.put(
+        keep(
+            state,
             key,
-            Stored {
-                data: data.as_str().into(),
-                cache_control: respond::http_cache_control(&response, is_get),
-                operation: operation.as_deref().map(Into::into),
-                stamps,
-            },
+            data,
+            &response,
+            operation.as_deref(),
+            &tally,
+            is_get,
         );
-        state
-            .catalog
-            .cache()
-            .stats
-            .add(Kind::Response, Event::Fill, 1);
     }
     let request_id = headers
         .get("x-request-id")
@@ -118,6 +111,36 @@ async fn run(
         request_id,
         data_json.as_deref(),
     )
+}
+
+/// Stores a query's answer for replay, unless it read a `no-cache` field or a read went
+/// around the cache (then its stamps cannot vouch for it).
+fn keep(
+    state: &AppState,
+    key: Key,
+    data: &str,
+    response: &async_graphql::Response,
+    operation: Option<&str>,
+    tally: &RequestTally,
+    is_get: bool,
+) {
+    if response.cache_control.max_age == -1 {
+        return;
+    }
+    let Some(stamps) = tally.stamps.take() else {
+        return;
+    };
+    state.responses.put(
+        key,
+        Stored {
+            data: data.into(),
+            cache_control: respond::http_cache_control(response, is_get),
+            operation: operation.map(Into::into),
+            stamps,
+        },
+    );
+    let stats = &state.catalog.cache().stats;
+    stats.add(Kind::Response, Event::Fill, 1);
 }
 
 /// The guards async-graphql's own checks cannot replace: a linear nesting scan before

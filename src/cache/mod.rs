@@ -341,6 +341,18 @@ impl Cache {
         jitter(ttl, self.ttls.jitter_percent)
     }
 
+    /// A number that changes whenever what this process knows of the shared store may
+    /// have gone stale without a write telling it: on every reconnect (the store may have
+    /// come back with older data) and every cache error. In-process memories of the
+    /// store's state (replayable answers) are valid only within one session.
+    pub fn session(&self) -> u64 {
+        let connections = match &self.store {
+            Store::Redis(r) => r.connections(),
+            _ => 0,
+        };
+        connections.wrapping_add(self.error_seq.load(SeqCst) << 32)
+    }
+
     /// Whether reads use the cache now: a store is configured, connected, and not in
     /// degraded mode.
     pub fn is_trusted(&self) -> bool {

@@ -33,7 +33,14 @@ for i, key in ipairs(KEYS) do
     end
   end
   if ok then
-    redis.call('SET', key, ARGV[3 * i - 1], 'PX', ARGV[3 * i])
+    -- A fill that replaces a tombstone keeps at least the tombstone's remaining life:
+    -- a slower reader holding an older row may still be on its way.
+    local px = tonumber(ARGV[3 * i])
+    if cur and string.sub(cur, 1, 1) == 'P' then
+      local left = redis.call('PTTL', key)
+      if left > px then px = left end
+    end
+    redis.call('SET', key, ARGV[3 * i - 1], 'PX', px)
     accepted = accepted + 1
   end
 end
@@ -68,17 +75,30 @@ end
 return redis.call('INCR', KEYS[1])
 "#;
 
+/// `INCR` of a counter that is first seeded with ARGV[1] when missing.
+const BUMP_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return redis.call('INCR', KEYS[1])
+"#;
+
 pub struct RedisStore {
     client: Client,
     keys: Keys,
     fill: Script,
     mark: Script,
+    bump: Script,
     timeout: Duration,
     /// Circuit breaker: after a timeout, every command fails at once until this
     /// instant (milliseconds since `epoch`), so one stalled Redis costs each request
     /// at most one timeout instead of one per cache command.
     open_until_ms: AtomicU64,
     epoch: Instant,
+    /// Connections made so far (the first one included). A Redis that came back may
+    /// hold older data than before (a snapshot, a lagging replica), so what this process
+    /// remembers of it (replayable answers) must not outlive a reconnect.
+    connections: std::sync::Arc<AtomicU64>,
 }
 
 /// How long the breaker stays open after a timeout.
@@ -114,9 +134,11 @@ impl RedisStore {
             keys,
             fill: Script::from_lua(FILL_LUA),
             mark: Script::from_lua(MARK_LUA),
+            bump: Script::from_lua(BUMP_LUA),
             timeout,
             open_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            connections: Default::default(),
         };
         store.seed_generation_on_connect();
         Ok(store)
@@ -128,10 +150,12 @@ impl RedisStore {
     fn seed_generation_on_connect(&self) {
         let client = self.client.clone();
         let keys = [self.keys.generation(), self.keys.epoch()];
+        let connections = self.connections.clone();
         // The returned handle is dropped: the task lives as long as the client.
         let _task = self.client.on_reconnect(move |_server| {
             let client = client.clone();
             let keys = keys.clone();
+            connections.fetch_add(1, Relaxed);
             async move {
                 seed_missing(&client, &keys).await;
                 Ok(())
@@ -141,6 +165,11 @@ impl RedisStore {
 
     pub fn is_connected(&self) -> bool {
         self.client.is_connected()
+    }
+
+    /// How many times the client has (re)connected.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Relaxed)
     }
 
     /// Waits up to `limit` for the background connection.
@@ -232,8 +261,15 @@ impl RedisStore {
         self.run(pipeline.all::<()>()).await
     }
 
+    /// `INCR epoch`, seeding a missing epoch with a random value first (one script), so a
+    /// flushed Redis never comes back to a small epoch seen before.
     pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
-        self.run(self.client.incr(self.keys.epoch())).await
+        let seed = rand::random_range(1u64..1 << 40).to_string();
+        self.run(
+            self.bump
+                .evalsha_with_reload(&self.client, vec![self.keys.epoch()], vec![seed]),
+        )
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {

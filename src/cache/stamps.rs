@@ -146,10 +146,13 @@ impl Recorder {
         self.with(|r| r.unusable = true);
     }
 
-    /// The stamps, or `None` when some read made them unusable.
+    /// The stamps, or `None` when some read made them unusable. The recorder is left
+    /// unusable: what it recorded has been handed out once.
     pub fn take(&self) -> Option<Stamps> {
         let mut r = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (!r.unusable).then(|| std::mem::take(&mut r.stamps))
+        let taken = std::mem::take(&mut *r);
+        r.unusable = true;
+        (!taken.unusable).then_some(taken.stamps)
     }
 }
 

@@ -527,3 +527,30 @@ async fn a_redis_outage_fails_no_request_and_caching_resumes_by_itself() {
     until_hit(&app, &id, Duration::from_secs(10)).await;
     assert_eq!(app.product(&id).await.ok()["product"]["name"], "Tea v2");
 }
+
+#[tokio::test]
+async fn a_fill_over_a_tombstone_keeps_the_tombstones_remaining_life() {
+    let Some(b) = redis_backend("a_fill_over_a_tombstone_keeps_the_tombstones_remaining_life")
+    else {
+        return;
+    };
+    // Entry TTLs shorter than a tombstone's floor: the fill that replaces P|4 with V|4
+    // must not let the key expire before a slower reader's V|3 could still arrive.
+    let app = spawn_app_with(&b, &[("CACHE_TTL_PRODUCT_SECS", "5")]).await;
+    let id = app.create("Tea", "1.00", "C", 1).await;
+    app.update(&id, json!({ "name": "Tea v2" })).await.ok();
+    let cache = app.catalog.cache();
+    let key = cache.keys.item(Kind::Product, id.parse().unwrap());
+    let client = cache.redis_client().unwrap();
+    let before: i64 = client.pttl(&key).await.unwrap();
+    assert!(before > 55_000, "the tombstone lives >= 60 s: {before} ms");
+    // A reader loads version 2 and fills it (TTL about 5 s) over the tombstone.
+    assert_eq!(app.product(&id).await.ok()["product"]["version"], 2);
+    let raw: Option<String> = client.get(&key).await.unwrap();
+    assert!(raw.unwrap_or_default().starts_with("V|2|"));
+    let after: i64 = client.pttl(&key).await.unwrap();
+    assert!(
+        after > 50_000,
+        "the filled value kept the tombstone's life: {after} ms"
+    );
+}

@@ -439,6 +439,16 @@ impl OwnRedis {
     }
 
     pub async fn start(port: u16) -> Self {
+        Self::start_with(port, &[]).await
+    }
+
+    /// As `start`, keeping its snapshot (`SAVE`) in `dir` and loading it at start.
+    pub async fn start_in(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.display().to_string();
+        Self::start_with(port, &["--dir", &dir, "--dbfilename", "dump.rdb"]).await
+    }
+
+    async fn start_with(port: u16, extra: &[&str]) -> Self {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -450,6 +460,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()

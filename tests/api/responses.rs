@@ -4,7 +4,9 @@
 //! another instance (or the same one on the embedded backend) and reads at once.
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Gql, TestApp, backends, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, Gql, OwnRedis, TestApp, backends, spawn_app, spawn_app_with, spawn_sibling,
+};
 
 const ITEM: &str = "query($id: ID!) { product(id: $id) { name price version category { name } } }";
 const PAGE: &str = "query($c: ID) { products(first: 5, filter: { categoryId: $c }) { totalCount nodes { id name } } }";
@@ -214,4 +216,39 @@ async fn an_executed_page_with_its_categories_costs_two_round_trips() {
         );
         assert_eq!(r.cache()["hits"]["category"], 3, "{}", r.body);
     }
+}
+
+#[tokio::test]
+async fn a_redis_that_comes_back_retires_every_replay() {
+    let Some(b) = crate::helpers::redis_backend("a_redis_that_comes_back_retires_every_replay")
+    else {
+        return;
+    };
+    // Redis restarted from a snapshot holds exactly the stamps it held before, so only
+    // the reconnect can tell this process that its replays were checked against a store
+    // that may since have lost writes.
+    let dir = std::env::temp_dir().join(format!("larder-rdb-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = OwnRedis::free_port();
+    let mut redis = OwnRedis::start_in(port, &dir).await;
+    let app = spawn_app_with(&b, &[("REDIS_URL", &redis.url())]).await;
+    let id = app.create("Tea", "3.00", "Drinks", 4).await;
+    warm(&app, ITEM, json!({ "id": id })).await;
+    let saved = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "SAVE"])
+        .output()
+        .expect("redis-cli");
+    assert!(String::from_utf8_lossy(&saved.stdout).contains("OK"));
+    redis.stop().await;
+    redis = OwnRedis::start_in(port, &dir).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.catalog.cache().is_connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = app.gql(ITEM, json!({ "id": id })).await;
+    assert_eq!(r.ok()["product"]["name"], "Tea");
+    assert!(!replayed(&r), "replayed across a reconnect: {}", r.body);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -62,6 +62,7 @@ async fn run(
     };
     let ctx = RequestContext::new(&state.catalog, caller.admin);
     let tally = ctx.tally.clone();
+    let session = state.catalog.cache().session();
     let operation = request.operation_name.clone();
     // Dropping the future on timeout cancels the work (queries, loaders) at its next
     // await; writes run in tasks of their own and finish (see `catalog::write`).
@@ -89,15 +90,13 @@ async fn run(
     if let (Some(key), Some(data)) = (key, &data_json)
         && operation_type == Some(OperationType::Query)
     {
-        keep(
-            state,
-            key,
+        let built = Built {
             data,
-            &response,
-            operation.as_deref(),
-            &tally,
-            is_get,
-        );
+            response: &response,
+            operation: operation.as_deref(),
+            session,
+        };
+        keep(state, key, built, &tally, is_get);
     }
     let request_id = headers
         .get("x-request-id")
@@ -113,18 +112,21 @@ async fn run(
     )
 }
 
-/// Stores a query's answer for replay, unless it read a `no-cache` field or a read went
-/// around the cache (then its stamps cannot vouch for it).
-fn keep(
-    state: &AppState,
-    key: Key,
-    data: &str,
-    response: &async_graphql::Response,
-    operation: Option<&str>,
-    tally: &RequestTally,
-    is_get: bool,
-) {
-    if response.cache_control.max_age == -1 {
+/// An executed answer that may be kept for replay.
+struct Built<'a> {
+    data: &'a str,
+    response: &'a async_graphql::Response,
+    operation: Option<&'a str>,
+    /// The cache session when execution began.
+    session: u64,
+}
+
+/// Stores a query's answer for replay, unless it read a `no-cache` field, a read went
+/// around the cache (then its stamps cannot vouch for it), or the cache session changed
+/// while it ran.
+fn keep(state: &AppState, key: Key, built: Built<'_>, tally: &RequestTally, is_get: bool) {
+    let cache = state.catalog.cache();
+    if built.response.cache_control.max_age == -1 || cache.session() != built.session {
         return;
     }
     let Some(stamps) = tally.stamps.take() else {
@@ -133,14 +135,14 @@ fn keep(
     state.responses.put(
         key,
         Stored {
-            data: data.into(),
-            cache_control: respond::http_cache_control(response, is_get),
-            operation: operation.map(Into::into),
+            data: built.data.into(),
+            cache_control: respond::http_cache_control(built.response, is_get),
+            operation: built.operation.map(Into::into),
             stamps,
+            session: built.session,
         },
     );
-    let stats = &state.catalog.cache().stats;
-    stats.add(Kind::Response, Event::Fill, 1);
+    cache.stats.add(Kind::Response, Event::Fill, 1);
 }
 
 /// The guards async-graphql's own checks cannot replace: a linear nesting scan before

@@ -14,6 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{http::HeaderValue, response::Response};
+use moka::ops::compute::Op;
 
 use super::{execute::Method, negotiate::Media, respond};
 use crate::{
@@ -39,6 +40,10 @@ pub struct Stored {
     pub operation: Option<Box<str>>,
     /// What it was built from.
     pub stamps: Stamps,
+    /// The cache session it was built in (`Cache::session`): a reconnect or a cache
+    /// error retires every stored answer, since the store may have lost what the
+    /// stamps were checked against.
+    pub session: u64,
 }
 
 pub struct ResponseCache {
@@ -90,9 +95,19 @@ pub async fn replay(state: &AppState, key: &Key, media: Media, method: Method) -
         stats.add(Kind::Response, Event::Miss, 1);
         return None;
     };
+    let cache = state.catalog.cache();
     let tally = RequestTally::default();
-    if !state.catalog.cache().validate(&stored.stamps, &tally).await {
-        entries.invalidate(key);
+    let holds = cache.session() == stored.session
+        && cache.validate(&stored.stamps, &tally).await
+        && cache.session() == stored.session;
+    if !holds {
+        // Only this entry: a fresher one stored meanwhile by another request stays.
+        entries
+            .entry(key.clone())
+            .and_compute_with(|current| match current {
+                Some(e) if Arc::ptr_eq(e.value(), &stored) => Op::Remove,
+                _ => Op::Nop,
+            });
         stats.add(Kind::Response, Event::Invalidation, 1);
         stats.add(Kind::Response, Event::Miss, 1);
         return None;

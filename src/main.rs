@@ -62,6 +62,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_json);
+    match raise_open_files() {
+        Some((before, now)) => tracing::info!(before, now, "open-file limit (RLIMIT_NOFILE)"),
+        None => tracing::warn!("could not read the open-file limit (RLIMIT_NOFILE)"),
+    }
     let result = rt.block_on(async move {
         match cli.command {
             None | Some(Command::Serve) => serve(config).await,
@@ -77,6 +81,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Raises the soft open-file limit to the hard one and returns (before, now): every
+/// connection is a file, and the usual soft limit (1,024) refuses connections long
+/// before the server is busy.
+fn raise_open_files() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct it is given, which we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Some((before, before));
+        }
+    }
+    Some((before, limit.rlim_cur))
 }
 
 async fn serve(config: Config) -> Result<(), String> {

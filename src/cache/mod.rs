@@ -356,7 +356,7 @@ impl Cache {
     /// Whether reads use the cache now: a store is configured, connected, and not in
     /// degraded mode.
     pub fn is_trusted(&self) -> bool {
-        self.untrusted_reason().is_none() && self.is_enabled()
+        self.untrusted_reason().is_none()
     }
 
     /// Why reads go around the cache now, if they do.

@@ -72,6 +72,8 @@ READS = {
 # The mutation mix sends this with ids 1..10,000 and stock 0..499, one line per body,
 # which oha picks at random for each request (-Z).
 MUTATION = 'mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {stock} }}) {{ version }} }}'
+# Requests/s of the list mix (pages 90%, stock updates 10%, by requests).
+LIST_MIX_RATE = 2000
 
 FULL = dict(duration=15, warmup=3, connections=32, rate=3000, rate_duration=30, rate_connections=64,
             lone_requests=1000)
@@ -341,6 +343,8 @@ class Server:
             "cache_hits": metric_sum(samples, "cache_events_total", event="hit"),
             "cache_misses": metric_sum(samples, "cache_events_total", event="miss"),
             "cache_errors": metric_sum(samples, "cache_events_total", event="error"),
+            "list_hits": metric_sum(samples, "cache_events_total", event="hit", kind="list"),
+            "list_misses": metric_sum(samples, "cache_events_total", event="miss", kind="list"),
             "graphql_errors": metric_sum(samples, "graphql_operations_total", outcome="error"),
             "client_cpu": client_cpu(),
             "time": time.monotonic(),
@@ -476,6 +480,9 @@ def server_figures(before: dict, after: dict) -> dict:
         "sql_writes_per_req": per(d["sql_write"]),
         "round_trips_per_req": per(d["round_trips"]),
         "cache_hit_rate": (d["cache_hits"] / looked_up) if looked_up else None,
+        "list_hit_rate": (d["list_hits"] / (d["list_hits"] + d["list_misses"]))
+        if d["list_hits"] + d["list_misses"] else None,
+        "list_misses": int(d["list_misses"]),
         # Cache commands that failed or timed out (CACHE_TIMEOUT_MS): served from the database.
         "cache_errors": int(d["cache_errors"]),
         # Operations answered with GraphQL errors (HTTP 200 or not): should be 0.
@@ -547,15 +554,9 @@ class Bench:
                 "query": READS[scenario], "command": cmd, "target_rps": self.s["rate"],
                 **summarize_oha(result), **server_figures(before, after)}
 
-    def mix(self, server: Server, label: str, db: str) -> dict:
-        c = self.s["connections"]
-        writers = max(1, round(c / 10))
-        readers = 9 * writers
-        z = ["-z", f"{self.s['duration']}s"]
-        read_cmd = oha_cmd(self.oha, [*z, "-c", str(readers)], oha_read_args(server.base, "product"))
-        bodies = mutation_bodies(os.path.join(self.tmp, "mutations.jsonl"))
-        write_cmd = oha_cmd(self.oha, [*z, "-c", str(writers)], oha_mutation_args(server.base, bodies))
-        versions_before = int(psql("select sum(version) from products", db=db))
+    def _together(self, server: Server, read_cmd: list[str], write_cmd: list[str],
+                  label: str) -> tuple[dict, dict, dict, dict]:
+        """Runs a read and a write oha at once; server snapshots around both."""
         time.sleep(0.2)
         before = server.snapshot()
         rp, ro = oha_start(read_cmd, read_path := self._path(label + "-reads"))
@@ -569,7 +570,18 @@ class Bench:
                     p.kill()
                     p.wait()
         time.sleep(0.3)
-        after = server.snapshot()
+        return before, reads, writes, server.snapshot()
+
+    def mix(self, server: Server, label: str, db: str) -> dict:
+        c = self.s["connections"]
+        writers = max(1, round(c / 10))
+        readers = 9 * writers
+        z = ["-z", f"{self.s['duration']}s"]
+        read_cmd = oha_cmd(self.oha, [*z, "-c", str(readers)], oha_read_args(server.base, "product"))
+        bodies = mutation_bodies(os.path.join(self.tmp, "mutations.jsonl"))
+        write_cmd = oha_cmd(self.oha, [*z, "-c", str(writers)], oha_mutation_args(server.base, bodies))
+        versions_before = int(psql("select sum(version) from products", db=db))
+        before, reads, writes, after = self._together(server, read_cmd, write_cmd, label)
         versions_bumped = int(psql("select sum(version) from products", db=db)) - versions_before
         r, w = summarize_oha(reads), summarize_oha(writes)
         total = r["requests"] + w["requests"]
@@ -590,7 +602,62 @@ class Bench:
                 **server_figures(before, after)}
 
 
+    def list_mix(self, server: Server, label: str, db: str) -> dict:
+        """Mixed list pages by POST (random page per request) at a fixed rate, with
+        `updateProduct(stockQuantity)` of random products as 10% of the requests (two
+        fixed-rate oha processes, 9:1 by requests). Precise list invalidation keeps the
+        pages hits: only the rare stock change that flips `inStock` retires a page."""
+        rate = LIST_MIX_RATE
+        z = ["-z", f"{self.s['duration']}s"]
+        pages = list_mix_bodies(server, os.path.join(self.tmp, "list-mix.jsonl"))
+        read_cmd = oha_cmd(self.oha, [*z, "-q", str(rate * 9 // 10), "-c", "16"],
+                           ["-m", "POST", "-H", "content-type: application/json", "-Z", pages,
+                            server.base + "/graphql"])
+        bodies = mutation_bodies(os.path.join(self.tmp, "mutations.jsonl"))
+        write_cmd = oha_cmd(self.oha, [*z, "-q", str(rate // 10), "-c", "4"],
+                            oha_mutation_args(server.base, bodies))
+        before, reads, writes, after = self._together(server, read_cmd, write_cmd, label)
+        r, w = summarize_oha(reads), summarize_oha(writes)
+        total = r["requests"] + w["requests"]
+        cache = server.env["CACHE_BACKEND"]
+        return {"id": f"list-mix/{cache}", "name": label, "kind": "list-mix", "cache": cache,
+                "query": f"{pages} (one page per line)", "mutation": MUTATION,
+                "command": read_cmd, "write_command": write_cmd, "target_rps": rate,
+                "requests": total, "rps": (r["rps"] or 0) + (w["rps"] or 0),
+                "write_fraction": (w["requests"] / total) if total else None,
+                "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "p99_9_ms": r["p99_9_ms"],
+                "non_2xx": r["non_2xx"] + w["non_2xx"],
+                "error_count": r["error_count"] + w["error_count"],
+                "reads": r, "writes": w,
+                **server_figures(before, after)}
+
+
 # ---------------------------------------------------------------------------- checks
+
+
+def list_mix_bodies(server: Server, path: str) -> str:
+    """The list mix's pages, one JSON body per line: for each demo category and for all
+    products, a plain page, an `inStock` page, a price range, name order, and the second
+    page by cursor (its cursor read from the first page now)."""
+    shape = "{ totalCount nodes { id name price stockQuantity } pageInfo { hasNextPage endCursor } }"
+    scopes = [""] + [f'categoryId: "{c}"' for c in range(1, 11)]
+    queries = []
+    for scope in scopes:
+        sep = ", " if scope else ""
+        first = f"products(first: 20, filter: {{ {scope} }}) {shape}"
+        queries += [
+            f"{{ {first} }}",
+            f"{{ products(first: 20, filter: {{ {scope}{sep}inStock: true }}) {shape} }}",
+            f'{{ products(first: 20, filter: {{ {scope}{sep}minPrice: "10", maxPrice: "50" }}) {shape} }}',
+            f"{{ products(first: 20, filter: {{ {scope} }}, orderBy: {{ field: NAME }}) {shape} }}",
+        ]
+        cursor = server.graphql(f"{{ {first} }}")["products"]["pageInfo"]["endCursor"]
+        queries.append(f'{{ products(first: 20, after: "{cursor}", filter: {{ {scope} }}) {shape} }}')
+    with open(path, "w") as f:
+        for q in queries:
+            f.write(json.dumps({"query": q}) + "\n")
+    return path
+
 
 
 def prewarm_products(server: Server) -> None:
@@ -826,6 +893,9 @@ def main() -> int:
         v = check_mutation(server)
         log(f"mutation mix ({settings['duration']} s; product 7 is at version {v})")
         results.append(bench.mix(server, "mix 9:1 conns", db))
+        log(f"list mix: pages and 10% stock updates at {LIST_MIX_RATE} req/s "
+            f"({settings['duration']} s)")
+        results.append(bench.list_mix(server, "list mix 10% writes", db))
         doc["rss_mb_after_cached_runs"] = server.rss_mb()
         server.stop()
         server = None
@@ -859,6 +929,11 @@ def main() -> int:
         if mix["versions_bumped"] != mix["writes"]["status_codes"].get("200", 0):
             print(f"warning: {mix['writes']['status_codes'].get('200', 0)} updateProduct answers "
                   f"were 200 but {mix['versions_bumped']} versions were bumped")
+        lm = next(r for r in results if r["kind"] == "list-mix")
+        print(f"list mix: writes were {fmt(lm['write_fraction'] * 100 if lm['write_fraction'] is not None else None)} % "
+              f"of {lm['requests']} requests; list hit rate "
+              f"{fmt(lm['list_hit_rate'] * 100 if lm['list_hit_rate'] is not None else None, '.2f')} % "
+              f"({lm['list_misses']} list misses)")
         rate = next(r for r in results if r["kind"] == "fixed-rate")
         print(f"fixed rate: achieved {fmt(rate['rps'], ',.0f')} of {settings['rate']} req/s; "
               "its percentiles are latency-corrected (measured from the scheduled send time)")

@@ -170,12 +170,9 @@ async fn insert(catalog: &Catalog, start: u64, count: u64) -> Result<u64, AppErr
         n = end;
     }
     // Rows appeared behind the cache's back: retire every cached entry (ids cached as
-    // absent included) and every list page.
+    // absent included) and every list page, all of which carry the epoch.
     let cache = catalog.cache();
     if let Err(e) = cache.clear().await {
-        cache.log_error(&e);
-    }
-    if let Err(e) = cache.invalidate(Vec::new()).await {
         cache.log_error(&e);
     }
     Ok(count)

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_catalog;
 mod m20261125_000002_cache_outbox;
+mod m20261201_000001_outbox_list_counters;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_catalog::Migration),
             Box::new(m20261125_000002_cache_outbox::Migration),
+            Box::new(m20261201_000001_outbox_list_counters::Migration),
         ]
     }
 }

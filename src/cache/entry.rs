@@ -8,7 +8,8 @@
 //! - `G|<version>`: the row was deleted (ids are never reused): reads answer "none",
 //!   and no fill is accepted.
 //! - `A|<epoch>`: no such row (cached miss, short TTL); any row of any version replaces it.
-//! - `L|<generation>|<epoch>|<json>`: a list page (ids and count).
+//! - `L|<tags>|<epoch>|<json>`: a list page (ids and count), tagged with the values of
+//!   the list counters it depends on (`12.40.7`), read before its SQL ran.
 
 /// A decoded item entry; `data` borrows the JSON of a value.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum Entry<'a> {
         epoch: u64,
     },
     List {
-        generation: u64,
+        tags: &'a str,
         epoch: u64,
         data: &'a str,
     },
@@ -52,7 +53,7 @@ impl<'a> Entry<'a> {
                     })
                 } else {
                     Some(Entry::List {
-                        generation: first.parse().ok()?,
+                        tags: first,
                         epoch,
                         data,
                     })
@@ -97,8 +98,18 @@ pub fn gone(version: i64) -> String {
     format!("G|{version}")
 }
 
-pub fn list(generation: u64, epoch: u64, json: &str) -> String {
-    format!("L|{generation}|{epoch}|{json}")
+pub fn list(tags: &str, epoch: u64, json: &str) -> String {
+    format!("L|{tags}|{epoch}|{json}")
+}
+
+/// The tag of a page built under these counter values.
+pub fn tags(values: &[u64]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(values.len() * 12);
+    for (i, v) in values.iter().enumerate() {
+        let _ = write!(out, "{}{v}", if i > 0 { "." } else { "" });
+    }
+    out
 }
 
 /// Rule 1, the conditional fill: may a reader store a row of `version` (0 = "absent")

@@ -1,7 +1,7 @@
 //! Cache key names. Every key of one app shares the hash tag `{<prefix>}`, so each
 //! multi-key command (MGET, the fill and invalidate scripts) touches one Redis Cluster
-//! hash slot. The price is that one app's cache lives on one shard; a product catalog
-//! fits in one shard's memory by a wide margin.
+//! hash slot. The price is that one app's cache lives on one shard (the Redis Cluster
+//! issue spreads them over hash-tag groups; see the README's design note).
 use super::stats::Kind;
 
 #[derive(Clone, Debug)]
@@ -21,10 +21,10 @@ impl Keys {
         format!("{}epoch", self.tag)
     }
 
-    /// Bumped after every committed write: list pages built under an older
-    /// generation read as misses.
-    pub fn generation(&self) -> String {
-        format!("{}gen", self.tag)
+    /// A list counter (`catalog::lists` names them, e.g. `c7:price`): bumped by the
+    /// writes that can change a page reading that field in that scope.
+    pub fn counter(&self, name: &str) -> String {
+        format!("{}n:{name}", self.tag)
     }
 
     pub fn item(&self, kind: Kind, id: i32) -> String {
@@ -51,7 +51,7 @@ mod tests {
         let k = Keys::new("larder:");
         for key in [
             k.epoch(),
-            k.generation(),
+            k.counter("all:members"),
             k.item(Kind::Product, 7),
             k.list("ab12"),
         ] {

@@ -3,6 +3,7 @@
 //! `and_compute_with`, and per-entry TTLs. Tombstones are also kept in a second store
 //! without a capacity limit, so a full cache cannot evict one early.
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -46,7 +47,10 @@ pub struct MemoryStore {
     /// let a reader holding an older row fill it back, so fills check this store too.
     tombstones: Cache<String, Stored>,
     epoch: AtomicU64,
-    generation: AtomicU64,
+    /// List counters by key, each seeded with a random value when first used. A std
+    /// Mutex, never held across an await; one entry per (scope, field), so it grows
+    /// with the number of categories, not with traffic.
+    counters: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl MemoryStore {
@@ -58,13 +62,19 @@ impl MemoryStore {
                 .build(),
             tombstones: Cache::builder().expire_after(PerEntryTtl).build(),
             epoch: AtomicU64::new(0),
-            generation: AtomicU64::new(rand::random_range(1u64..1 << 40)),
+            counters: Default::default(),
         }
     }
 
-    pub async fn read(&self, keys: &[String]) -> Result<Snapshot, CacheError> {
-        // Generation first: an entry read after it can only be as new or newer.
-        let generation = self.generation.load(Ordering::SeqCst);
+    pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
+        // Counters first: an entry read after them can only be as new or newer.
+        let counters = {
+            let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            counters
+                .iter()
+                .map(|k| Some(*map.entry(k.clone()).or_insert_with(seed)))
+                .collect()
+        };
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut values = Vec::with_capacity(keys.len());
         for k in keys {
@@ -72,7 +82,7 @@ impl MemoryStore {
         }
         Ok(Snapshot {
             epoch,
-            generation: Some(generation),
+            counters,
             values,
         })
     }
@@ -106,7 +116,7 @@ impl MemoryStore {
         Ok(accepted)
     }
 
-    pub async fn mark(&self, marks: &[Mark]) -> Result<u64, CacheError> {
+    pub async fn mark(&self, marks: &[Mark], counters: &[String]) -> Result<u64, CacheError> {
         for m in marks {
             let new = Stored {
                 raw: m.payload().into(),
@@ -117,7 +127,13 @@ impl MemoryStore {
             put_if(&self.tombstones, &m.key, new.clone(), rule).await;
             put_if(&self.entries, &m.key, new, rule).await;
         }
-        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+        // Then the counters, as in Redis: a reader that sees a new counter value finds
+        // the tombstones in place.
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        for k in counters {
+            *map.entry(k.clone()).or_insert_with(seed) += 1;
+        }
+        Ok(counters.len() as u64)
     }
 
     pub async fn put_many(
@@ -148,6 +164,11 @@ impl MemoryStore {
             self.entries.invalidate(k).await;
         }
     }
+}
+
+/// A counter's random start value, as Redis gets: never a value seen before a restart.
+fn seed() -> u64 {
+    rand::random_range(1u64..1 << 40)
 }
 
 /// Stores `new` under `key` if `rule` allows it over the current entry, atomically.
@@ -188,7 +209,7 @@ mod tests {
             gone: false,
             ttl: Duration::from_secs(60),
         };
-        store.mark(&[mark]).await.unwrap();
+        store.mark(&[mark], &[]).await.unwrap();
         // Flood the bounded store far past its capacity.
         for i in 0..2_000 {
             store

@@ -42,12 +42,12 @@ pub enum CacheError {
     Redis(#[from] fred::error::Error),
 }
 
-/// What one read round trip returns: the epoch and generation at that moment (the
-/// generation is unknown on a Redis that lost it), then one value per asked key.
+/// What one read round trip returns: the epoch at that moment, the value of each asked
+/// list counter (unknown on a Redis that lost it), then one value per asked key.
 #[derive(Debug)]
 pub struct Snapshot {
     pub epoch: u64,
-    pub generation: Option<u64>,
+    pub counters: Vec<Option<u64>>,
     pub values: Vec<Option<String>>,
 }
 
@@ -166,12 +166,13 @@ impl Cache {
         }
     }
 
-    /// One round trip: epoch, generation, and `keys`. `None` when there is no cache or
-    /// it failed (already counted and logged against `kind`).
+    /// One round trip: the epoch, the list `counters` (key names), and `keys`. `None`
+    /// when there is no cache or it failed (already counted and logged against `kind`).
     pub async fn read(
         &self,
         kind: Kind,
         keys: &[String],
+        counters: &[String],
         tally: &RequestTally,
     ) -> Option<Snapshot> {
         if self.is_degraded() {
@@ -179,26 +180,49 @@ impl Cache {
         }
         let result = match &self.store {
             Store::None => return None,
-            Store::Redis(r) => timed("read", r.read(keys)).await,
-            Store::Memory(m) => timed("read", m.read(keys)).await,
+            Store::Redis(r) => timed("read", r.read(keys, counters)).await,
+            Store::Memory(m) => timed("read", m.read(keys, counters)).await,
         };
         tally.round_trip();
         self.ok_or_log(kind, result)
     }
 
+    /// Seeds the missing list counters `keys` with random start values and reads them
+    /// again, one round trip: a page whose counter was missing (a new or flushed Redis)
+    /// is then stored by its first reader, not only after someone else seeded it.
+    pub async fn seed_counters(
+        &self,
+        keys: &[String],
+        tally: &RequestTally,
+    ) -> Option<Vec<Option<u64>>> {
+        let result = match &self.store {
+            Store::Redis(r) => timed("seed", r.seed_counters(keys)).await,
+            _ => return None,
+        };
+        tally.round_trip();
+        self.ok_or_log(Kind::List, result)
+    }
+
     /// Whether every stamp of an earlier answer still holds: one round trip reading the
-    /// epoch, the generation and the stamped item keys. `false` when the cache cannot
+    /// epoch, the stamped list counters and the stamped item keys. `false` when the cache cannot
     /// answer (an error, or degraded mode), so a replay is never served on trust. Each
     /// stamp that holds counts as a hit of its kind, in the tally and the stats.
     pub async fn validate(&self, stamps: &stamps::Stamps, tally: &RequestTally) -> bool {
         if stamps.is_empty() {
             return true;
         }
-        let Some(now) = self.read(Kind::Response, &stamps.keys, tally).await else {
+        let Some(now) = self
+            .read(Kind::Response, &stamps.keys, &stamps.counter_keys, tally)
+            .await
+        else {
             return false;
         };
         let holds = Some(now.epoch) == stamps.epoch
-            && stamps.generation.is_none_or(|g| now.generation == Some(g))
+            && stamps
+                .counters
+                .iter()
+                .zip(&now.counters)
+                .all(|(then, now)| Some(*then) == *now)
             && stamps
                 .items
                 .iter()
@@ -232,21 +256,26 @@ impl Cache {
         }
     }
 
-    /// After a commit: tombstones for the written items and one generation bump.
-    pub async fn invalidate(&self, marks: Vec<(Kind, Mark)>) -> Result<(), CacheError> {
+    /// After a commit: tombstones for the written items, then a bump of each list
+    /// counter the write can change (key names), in one round trip.
+    pub async fn invalidate(
+        &self,
+        marks: Vec<(Kind, Mark)>,
+        counters: &[String],
+    ) -> Result<(), CacheError> {
         let kinds: Vec<Kind> = marks.iter().map(|(k, _)| *k).collect();
         let marks: Vec<Mark> = marks.into_iter().map(|(_, m)| m).collect();
         let result = match &self.store {
             Store::None => return Ok(()),
-            Store::Redis(r) => timed("mark", r.mark(&marks)).await,
-            Store::Memory(m) => timed("mark", m.mark(&marks)).await,
+            Store::Redis(r) => timed("mark", r.mark(&marks, counters)).await,
+            Store::Memory(m) => timed("mark", m.mark(&marks, counters)).await,
         };
         match result {
-            Ok(_) => {
+            Ok(bumps) => {
                 for k in kinds {
                     self.stats.add(k, Event::Invalidation, 1);
                 }
-                self.stats.add(Kind::List, Event::Invalidation, 1);
+                self.stats.add(Kind::List, Event::Invalidation, bumps);
                 Ok(())
             }
             Err(e) => {
@@ -257,8 +286,8 @@ impl Cache {
         }
     }
 
-    /// Stores list pages, one round trip. Not conditional: the generation tag inside
-    /// each page decides whether a later read may use it.
+    /// Stores list pages, one round trip. Not conditional: the counter tags inside each
+    /// page decide whether a later read may use it.
     pub async fn put_lists(&self, pages: Vec<(String, String)>, tally: &RequestTally) {
         if pages.is_empty() || self.is_degraded() {
             return;
@@ -279,19 +308,23 @@ impl Cache {
         }
     }
 
-    /// Test-only: the naive invalidation, a plain delete of `keys` and a generation bump.
+    /// Test-only: the naive invalidation, a plain delete of `keys` and the counter bumps.
     #[cfg(feature = "test-hooks")]
-    pub async fn delete_for_test(&self, keys: Vec<String>) -> Result<(), CacheError> {
+    pub async fn delete_for_test(
+        &self,
+        keys: Vec<String>,
+        counters: &[String],
+    ) -> Result<(), CacheError> {
         use fred::interfaces::KeysInterface;
         match &self.store {
             Store::None => {}
             Store::Redis(r) => {
                 r.client().del::<(), _>(keys).await?;
-                r.mark(&[]).await?;
+                r.mark(&[], counters).await?;
             }
             Store::Memory(m) => {
                 m.remove_for_test(&keys).await;
-                m.mark(&[]).await?;
+                m.mark(&[], counters).await?;
             }
         }
         Ok(())

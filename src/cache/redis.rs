@@ -47,12 +47,15 @@ end
 return accepted
 "#;
 
-/// Tombstones after a commit, then one generation bump: the Lua twin of
-/// `entry::mark_allowed`. KEYS[1]: generation; KEYS[2..]: item keys. ARGV[1]: a random
-/// seed for a missing generation; then per item key: version, payload, ttl ms, gone (0/1).
+/// Tombstones after a commit, then the list counter bumps: the Lua twin of
+/// `entry::mark_allowed`. KEYS: the item keys, then the counter keys. ARGV[1]: a random
+/// seed for a missing counter; ARGV[2]: how many item keys; then per item key: version,
+/// payload, ttl ms, gone (0/1). Tombstones first, so a reader that sees a counter's new
+/// value also sees the item's tombstone.
 const MARK_LUA: &str = r#"
-for i = 2, #KEYS do
-  local base = 1 + 4 * (i - 2)
+local items = tonumber(ARGV[2])
+for i = 1, items do
+  local base = 2 + 4 * (i - 1)
   local v = tonumber(ARGV[base + 1])
   local gone = ARGV[base + 4] == '1'
   local cur = redis.call('GET', KEYS[i])
@@ -69,10 +72,13 @@ for i = 2, #KEYS do
     redis.call('SET', KEYS[i], ARGV[base + 2], 'PX', ARGV[base + 3])
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[1])
+for i = items + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('SET', KEYS[i], ARGV[1])
+  end
+  redis.call('INCR', KEYS[i])
 end
-return redis.call('INCR', KEYS[1])
+return #KEYS - items
 "#;
 
 /// `INCR` of a counter that is first seeded with ARGV[1] when missing.
@@ -140,16 +146,17 @@ impl RedisStore {
             epoch: Instant::now(),
             connections: Default::default(),
         };
-        store.seed_generation_on_connect();
+        store.seed_epoch_on_connect();
         Ok(store)
     }
 
-    /// Missing generation and epoch keys (a new, restarted or flushed Redis) get random
-    /// start values, so neither a generation nor an epoch seen before a restart is seen
-    /// again after it: a page or value filled from a pre-restart read reads as a miss.
-    fn seed_generation_on_connect(&self) {
+    /// A missing epoch key (a new, restarted or flushed Redis) gets a random start value,
+    /// so an epoch seen before a restart is not seen again after it: a value filled from
+    /// a pre-restart read reads as a miss. (List counters are seeded the same way, by
+    /// the first write or read that finds one missing.)
+    fn seed_epoch_on_connect(&self) {
         let client = self.client.clone();
-        let keys = [self.keys.generation(), self.keys.epoch()];
+        let keys = [self.keys.epoch()];
         let connections = self.connections.clone();
         // The returned handle is dropped: the task lives as long as the client.
         let _task = self.client.on_reconnect(move |_server| {
@@ -195,27 +202,27 @@ impl RedisStore {
         }
     }
 
-    /// One MGET: epoch, generation, then the asked keys.
-    pub async fn read(&self, keys: &[String]) -> Result<Snapshot, CacheError> {
-        let (epoch, generation) = (self.keys.epoch(), self.keys.generation());
-        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + 2);
+    /// One MGET: the epoch, the asked counters, then the asked keys.
+    pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
+        let epoch = self.keys.epoch();
+        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + counters.len() + 1);
         all.push(&epoch);
-        all.push(&generation);
+        all.extend(counters.iter().map(String::as_str));
         all.extend(keys.iter().map(String::as_str));
         let mut values: Vec<Option<String>> = self.run(self.client.mget(all)).await?;
-        let values_of_keys = values.split_off(2);
+        let values_of_keys = values.split_off(1 + counters.len());
         let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {
             // Flushed without a reconnect: seed it, and answer nothing from this read.
-            let (client, keys) = (
-                self.client.clone(),
-                [self.keys.generation(), self.keys.epoch()],
-            );
+            let (client, keys) = (self.client.clone(), [self.keys.epoch()]);
             tokio::spawn(async move { seed_missing(&client, &keys).await });
             return Err(CacheError::Unseeded);
         };
         Ok(Snapshot {
             epoch,
-            generation: values[1].as_deref().and_then(|v| v.parse().ok()),
+            counters: values[1..]
+                .iter()
+                .map(|v| v.as_deref().and_then(|v| v.parse().ok()))
+                .collect(),
             values: values_of_keys,
         })
     }
@@ -233,11 +240,14 @@ impl RedisStore {
             .await
     }
 
-    /// One script call: tombstones, then the generation bump; returns the new generation.
-    pub async fn mark(&self, marks: &[Mark]) -> Result<u64, CacheError> {
-        let mut keys = vec![self.keys.generation()];
-        keys.extend(marks.iter().map(|m| m.key.clone()));
-        let mut args = vec![rand::random_range(1u64..1 << 40).to_string()];
+    /// One script call: tombstones, then the counter bumps; returns the bumps made.
+    pub async fn mark(&self, marks: &[Mark], counters: &[String]) -> Result<u64, CacheError> {
+        let mut keys: Vec<String> = marks.iter().map(|m| m.key.clone()).collect();
+        keys.extend_from_slice(counters);
+        let mut args = vec![
+            rand::random_range(1u64..1 << 40).to_string(),
+            marks.len().to_string(),
+        ];
         for m in marks {
             args.push(m.version.to_string());
             args.push(m.payload());
@@ -246,6 +256,29 @@ impl RedisStore {
         }
         self.run(self.mark.evalsha_with_reload(&self.client, keys, args))
             .await
+    }
+
+    /// Gives each missing counter of `keys` a random start value (`SET NX`, so one that
+    /// exists is never moved back) and reads them all again, one pipeline.
+    pub async fn seed_counters(&self, keys: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
+        let pipeline = self.client.pipeline();
+        for key in keys {
+            let seed = rand::random_range(1u64..1 << 40);
+            let _: () = pipeline
+                .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
+                .await?;
+        }
+        let _: () = pipeline.mget(keys.to_vec()).await?;
+        let mut replies: Vec<Value> = self.run(pipeline.all()).await?;
+        let values: Vec<Option<String>> = replies
+            .pop()
+            .map(|v| v.convert())
+            .transpose()?
+            .unwrap_or_default();
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|v| v.parse().ok()))
+            .collect())
     }
 
     /// Plain writes with a TTL each, in one pipeline.

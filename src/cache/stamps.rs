@@ -1,10 +1,11 @@
 //! What an answer was built from. While a request executes, every cache read records
-//! its stamps here: the epoch, the generation of the list pages it used, and for every
-//! item key the state it found or loaded (a version, "absent", "gone"). A response entry
+//! its stamps here: the epoch, the values of the list counters the pages it used were
+//! tagged with, and for every item key the state it found or loaded (a version,
+//! "absent", "gone"). A response entry
 //! keeps them; a later identical request re-reads exactly those keys in one round trip
 //! (`Cache::validate`) and may reuse the entry only if every stamp is unchanged. A write
 //! changes the stamp of everything it can change (a tombstone with a newer version, a
-//! generation bump) before its mutation returns, so a response that read anything a
+//! bump of each list counter it can affect) before its mutation returns, so a response that read anything a
 //! finished write changed can never validate.
 //!
 //! A read that did not go through the cache (no cache, a cache error, degraded mode)
@@ -52,11 +53,12 @@ impl ItemStamp {
 pub struct Stamps {
     /// The epoch every read saw (all reads of one request must agree).
     pub epoch: Option<u64>,
-    /// The generation the list pages it used were current under.
-    pub generation: Option<u64>,
     /// Item keys, each once; `items` holds their kind and state, in the same order.
     pub keys: Vec<String>,
     pub items: Vec<(Kind, ItemStamp)>,
+    /// List counter keys, each once, and the value the pages used were tagged with.
+    pub counter_keys: Vec<String>,
+    pub counters: Vec<u64>,
     /// List pages used (for the tally of a replay).
     pub lists: u64,
 }
@@ -78,7 +80,8 @@ impl Stamps {
 
     /// Approximate heap size, for the response cache's byte bound.
     pub fn weight(&self) -> usize {
-        self.keys.iter().map(|k| k.len() + 40).sum::<usize>() + 64
+        let keys = self.keys.iter().chain(&self.counter_keys);
+        keys.map(|k| k.len() + 40).sum::<usize>() + 64
     }
 }
 
@@ -100,18 +103,27 @@ impl Recorder {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// A read answered under `epoch` (and, for lists, `generation`).
-    pub fn saw(&self, epoch: u64, generation: Option<u64>) {
+    /// A read answered under `epoch`.
+    pub fn saw(&self, epoch: u64) {
         self.with(|r| {
             if r.stamps.epoch.is_some_and(|e| e != epoch) {
                 r.unusable = true;
             }
             r.stamps.epoch = Some(epoch);
-            if let Some(g) = generation {
-                if r.stamps.generation.is_some_and(|had| had != g) {
-                    r.unusable = true;
+        });
+    }
+
+    /// A page used was built under this value of the counter `key`.
+    pub fn counter(&self, key: &str, value: u64) {
+        self.with(|r| {
+            let s = &mut r.stamps;
+            match s.counter_keys.iter().position(|k| k == key) {
+                Some(i) if s.counters[i] != value => r.unusable = true,
+                Some(_) => {}
+                None => {
+                    s.counter_keys.push(key.to_string());
+                    s.counters.push(value);
                 }
-                r.stamps.generation = Some(g);
             }
         });
     }
@@ -184,24 +196,27 @@ mod tests {
     }
 
     #[test]
-    fn mixed_epochs_generations_or_states_make_the_stamps_unusable() {
+    fn mixed_epochs_counter_values_or_states_make_the_stamps_unusable() {
         let r = Recorder::default();
-        r.saw(1, Some(10));
+        r.saw(1);
+        r.counter("n:all:members", 10);
         r.item(Kind::Product, "p:1", ItemStamp::Version(2));
         r.item(Kind::Product, "p:1", ItemStamp::Version(2));
+        r.counter("n:all:members", 10);
         let s = r.take().expect("usable");
         assert_eq!(
-            (s.epoch, s.generation, s.items.len()),
-            (Some(1), Some(10), 1)
+            (s.epoch, s.counters.clone(), s.items.len()),
+            (Some(1), vec![10], 1)
         );
         for spoil in [
-            |r: &Recorder| r.saw(2, None),
-            |r: &Recorder| r.saw(1, Some(11)),
+            |r: &Recorder| r.saw(2),
+            |r: &Recorder| r.counter("n:all:members", 11),
             |r: &Recorder| r.item(Kind::Product, "p:1", ItemStamp::Version(3)),
             |r: &Recorder| r.unusable(),
         ] {
             let r = Recorder::default();
-            r.saw(1, Some(10));
+            r.saw(1);
+            r.counter("n:all:members", 10);
             r.item(Kind::Product, "p:1", ItemStamp::Version(2));
             spoil(&r);
             assert!(r.take().is_none());

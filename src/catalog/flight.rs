@@ -1,35 +1,53 @@
 //! Single-flight for cache misses on one instance: concurrent requests that miss the
-//! same id share one database query. Sharing must not serve a stale row, so a request
-//! joins an existing flight only when that flight's database read is known to come
-//! after every write that finished before the request started:
-//! - both saw the same cache generation (every committed write bumps it before it
-//!   returns, so no write finished in between) and the same epoch (no `clearCache`), or
+//! same key (an item id, or a list page) share one database read. Sharing must not serve
+//! a stale answer, so a request joins an existing flight only when that flight's database
+//! read is known to come after every write that finished before the request read the
+//! cache:
+//! - both saw the same state of the key's cache entry under the same epoch (`Seen`): for
+//!   an item, its raw entry (absent, a tombstone, another epoch's value); for a page, the
+//!   values of the list counters it depends on. Every write that finishes changes that
+//!   state before it returns (a tombstone with a new version; a bump of every counter a
+//!   page of the key depends on), and neither ever goes back, so an equal state means no
+//!   write that could change the answer finished in between. (The old anchor, one
+//!   generation bumped by every write, is gone: writes now bump only the list counters
+//!   they affect, and many bump none.) Or:
 //! - the flight has not started its query yet, or started it after the request began.
 //!
-//! A finished flight stays joinable (by the generation rule only) for `LINGER`, which
-//! closes the gap between a leader's fill and readers that missed just before it.
+//! A finished flight stays joinable for `LINGER`, which closes the gap between a
+//! leader's fill and readers that missed just before it. A failed flight is never joined
+//! again: requests that arrive after the failure lead a new one.
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-/// How long a finished flight may still be joined by requests of the same generation.
+/// How long a finished flight may still be joined.
 const LINGER: Duration = Duration::from_secs(1);
+/// A flight older than this is joined by the time rule only: a state seen that long ago
+/// might have come back (a tombstone outlives it by far, see `TOMBSTONE_FLOOR`).
+const SAME_STATE_MAX_AGE: Duration = Duration::from_secs(10);
 /// Past this many entries, expired flights are swept on insert.
 const SWEEP_AT: usize = 4_096;
 
-/// What a request saw of the cache before it missed: (generation, epoch), or `None`
-/// when the cache did not answer or had lost its generation.
-pub type Stamp = Option<(u64, u64)>;
+/// A digest of what a request saw of one key's cache state (with the epoch), or `None`
+/// when the cache did not answer (then only the time rule can join).
+pub type Seen = Option<u64>;
 
-/// Rows found by one flight, by id (ids not in the map do not exist).
-pub type Found<T> = Arc<HashMap<i32, T>>;
+/// The digest of a state: the epoch and any bytes that stand for the key's state.
+pub fn seen(epoch: u64, state: impl Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((epoch, state))
+}
+
+/// What one flight found, by key (keys not in the map do not exist).
+pub type Found<K, V> = Arc<HashMap<K, V>>;
 /// Why a flight failed (already logged); followers fail the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadFailure {
@@ -40,28 +58,30 @@ pub enum LoadFailure {
 }
 
 /// A flight's outcome.
-pub type Outcome<T> = Result<Found<T>, LoadFailure>;
+pub type Outcome<K, V> = Result<Found<K, V>, LoadFailure>;
 
 /// Marks kept by a flight as it runs.
 #[derive(Default)]
 pub struct FlightClock {
     pub query_started: OnceLock<Instant>,
     pub finished: OnceLock<Instant>,
+    failed: AtomicBool,
 }
 
-struct Flight<T> {
+struct Flight<K, V> {
     id: u64,
-    stamp: Stamp,
+    seen: Seen,
+    created: Instant,
     clock: Arc<FlightClock>,
-    outcome: Shared<BoxFuture<'static, Outcome<T>>>,
+    outcome: Shared<BoxFuture<'static, Outcome<K, V>>>,
 }
 
-impl<T> Flight<T> {
-    fn joinable(&self, stamp: Stamp, request_start: Instant, now: Instant) -> bool {
-        if self.expired(now) {
+impl<K, V> Flight<K, V> {
+    fn joinable(&self, seen: Seen, request_start: Instant, now: Instant) -> bool {
+        if self.expired(now) || self.clock.failed.load(Ordering::SeqCst) {
             return false;
         }
-        if stamp.is_some() && stamp == self.stamp {
+        if seen.is_some() && seen == self.seen && now - self.created < SAME_STATE_MAX_AGE {
             return true;
         }
         match self.clock.query_started.get() {
@@ -78,12 +98,12 @@ impl<T> Flight<T> {
     }
 }
 
-pub struct Flights<T> {
-    map: Mutex<HashMap<i32, Flight<T>>>,
+pub struct Flights<K, V> {
+    map: Mutex<HashMap<K, Flight<K, V>>>,
     next_id: AtomicU64,
 }
 
-impl<T> Default for Flights<T> {
+impl<K, V> Default for Flights<K, V> {
     fn default() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
@@ -92,47 +112,63 @@ impl<T> Default for Flights<T> {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Flights<T> {
-    /// Loads `ids`: joins the flights it may join and leads one new flight, built by
-    /// `lead`, for the rest. Returns the rows found.
+impl<K, V> Flights<K, V>
+where
+    K: Clone + Eq + Hash + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Loads `keys` (each with what the request saw of it): joins the flights it may
+    /// join and leads one new flight, built by `lead`, for the rest.
     pub async fn load(
         &self,
-        ids: &[i32],
-        stamp: Stamp,
+        keys: &[(K, Seen)],
         request_start: Instant,
-        lead: impl FnOnce(Vec<i32>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<T>>,
-    ) -> Outcome<T> {
+        lead: impl FnOnce(Vec<K>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<K, V>>,
+    ) -> Outcome<K, V> {
         let now = Instant::now();
-        let mut waits: Vec<Shared<BoxFuture<'static, Outcome<T>>>> = Vec::new();
+        let mut waits: Vec<Shared<BoxFuture<'static, Outcome<K, V>>>> = Vec::new();
         let mut joined_ids: Vec<u64> = Vec::new();
-        let mut led: Vec<i32> = Vec::new();
+        let mut led: Vec<(K, Seen)> = Vec::new();
         {
             // A std Mutex: it is never held across an await.
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            for &id in ids {
-                match map.get(&id) {
-                    Some(f) if f.joinable(stamp, request_start, now) => {
+            for (key, seen) in keys {
+                match map.get(key) {
+                    Some(f) if f.joinable(*seen, request_start, now) => {
                         if !joined_ids.contains(&f.id) {
                             joined_ids.push(f.id);
                             waits.push(f.outcome.clone());
                         }
                     }
-                    _ => led.push(id),
+                    _ => led.push((key.clone(), *seen)),
                 }
             }
             if !led.is_empty() {
                 let clock = Arc::new(FlightClock::default());
-                let outcome = lead(led.clone(), clock.clone()).shared();
+                let work = lead(led.iter().map(|(k, _)| k.clone()).collect(), clock.clone());
+                let marks = clock.clone();
+                let outcome = async move {
+                    let outcome = work.await;
+                    if outcome.is_err() {
+                        // Before anyone sees the error: later requests lead a new flight.
+                        marks.failed.store(true, Ordering::SeqCst);
+                    }
+                    let _ = marks.finished.set(Instant::now());
+                    outcome
+                }
+                .boxed()
+                .shared();
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 if map.len() >= SWEEP_AT {
                     map.retain(|_, f| !f.expired(now));
                 }
-                for &key in &led {
+                for (key, seen) in led {
                     map.insert(
                         key,
                         Flight {
                             id,
-                            stamp,
+                            seen,
+                            created: now,
                             clock: clock.clone(),
                             outcome: outcome.clone(),
                         },
@@ -141,12 +177,12 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
                 waits.push(outcome);
             }
         }
-        let mut found = HashMap::with_capacity(ids.len());
+        let mut found = HashMap::with_capacity(keys.len());
         for outcome in futures::future::join_all(waits).await {
             let rows = outcome?;
-            for &id in ids {
-                if let Some(row) = rows.get(&id) {
-                    found.insert(id, row.clone());
+            for (key, _) in keys {
+                if let Some(row) = rows.get(key) {
+                    found.insert(key.clone(), row.clone());
                 }
             }
         }
@@ -159,37 +195,34 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    fn leader(
-        queries: Arc<AtomicUsize>,
-        delay: Duration,
-    ) -> impl FnOnce(Vec<i32>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<i32>> {
-        move |ids, clock| {
+    type Lead =
+        Box<dyn FnOnce(Vec<i32>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<i32, i32>> + Send>;
+
+    fn leader(queries: Arc<AtomicUsize>, delay: Duration, fail: bool) -> Lead {
+        Box::new(move |ids, clock| {
             async move {
                 let _ = clock.query_started.set(Instant::now());
                 queries.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
-                let _ = clock.finished.set(Instant::now());
+                if fail {
+                    return Err(LoadFailure::Unavailable);
+                }
                 Ok(Arc::new(ids.into_iter().map(|i| (i, i * 10)).collect()))
             }
             .boxed()
-        }
+        })
     }
 
     #[tokio::test]
-    async fn concurrent_misses_of_one_generation_share_one_query() {
-        let flights = Arc::new(Flights::<i32>::default());
+    async fn concurrent_misses_that_saw_one_state_share_one_query() {
+        let flights = Arc::new(Flights::<i32, i32>::default());
         let queries = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (f, q) = (flights.clone(), queries.clone());
                 tokio::spawn(async move {
-                    f.load(
-                        &[7],
-                        Some((1, 0)),
-                        Instant::now(),
-                        leader(q, Duration::from_millis(20)),
-                    )
-                    .await
+                    let lead = leader(q, Duration::from_millis(20), false);
+                    f.load(&[(7, Some(1))], Instant::now(), lead).await
                 })
             })
             .collect();
@@ -200,42 +233,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_never_joins_a_query_that_started_before_it_under_a_newer_generation() {
-        let flights = Arc::new(Flights::<i32>::default());
+    async fn a_request_never_joins_a_query_that_started_before_it_under_another_state() {
+        let flights = Arc::new(Flights::<i32, i32>::default());
         let queries = Arc::new(AtomicUsize::new(0));
-        let f = flights.clone();
-        let q = queries.clone();
+        let (f, q) = (flights.clone(), queries.clone());
         let slow = tokio::spawn(async move {
-            f.load(
-                &[7],
-                Some((1, 0)),
-                Instant::now(),
-                leader(q, Duration::from_millis(100)),
-            )
-            .await
+            let lead = leader(q, Duration::from_millis(100), false);
+            f.load(&[(7, Some(1))], Instant::now(), lead).await
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        // A write bumped the generation to 2 after the first query started.
+        // A write's tombstone changed the entry after the first query started.
+        let lead = leader(queries.clone(), Duration::ZERO, false);
         flights
-            .load(
-                &[7],
-                Some((2, 0)),
-                Instant::now(),
-                leader(queries.clone(), Duration::ZERO),
-            )
+            .load(&[(7, Some(2))], Instant::now(), lead)
             .await
             .unwrap();
-        // Without a generation (cache down), the start time decides: also no join.
+        // Without a state (cache down), the start time decides: also no join.
+        let lead = leader(queries.clone(), Duration::ZERO, false);
         flights
-            .load(
-                &[7],
-                None,
-                Instant::now(),
-                leader(queries.clone(), Duration::ZERO),
-            )
+            .load(&[(7, None)], Instant::now(), lead)
             .await
             .unwrap();
         slow.await.unwrap().unwrap();
         assert_eq!(queries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flight_is_shared_by_its_followers_but_never_by_later_requests() {
+        let flights = Arc::new(Flights::<i32, i32>::default());
+        let queries = Arc::new(AtomicUsize::new(0));
+        let (f, q) = (flights.clone(), queries.clone());
+        let failing = tokio::spawn(async move {
+            let lead = leader(q, Duration::from_millis(50), true);
+            f.load(&[(7, Some(1))], Instant::now(), lead).await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let lead = leader(queries.clone(), Duration::ZERO, false);
+        let follower = flights.load(&[(7, Some(1))], Instant::now(), lead).await;
+        assert_eq!(follower.unwrap_err(), LoadFailure::Unavailable);
+        assert_eq!(
+            failing.await.unwrap().unwrap_err(),
+            LoadFailure::Unavailable
+        );
+        // Same state, well within LINGER: still a new flight, which succeeds.
+        let lead = leader(queries.clone(), Duration::ZERO, false);
+        let later = flights.load(&[(7, Some(1))], Instant::now(), lead).await;
+        assert_eq!(later.unwrap().get(&7), Some(&70));
+        assert_eq!(queries.load(Ordering::SeqCst), 2);
     }
 }

@@ -1,8 +1,8 @@
 //! Test-only fault points. With the `test-hooks` feature (enabled for the test suite
 //! only) a test can pause a cache fill between the database read and the write to the
 //! cache (to drive the reader/writer race deterministically, or to widen it at random),
-//! and switch invalidation to a plain delete after commit (the broken protocol the
-//! consistency checker must catch). Without the feature none of this exists.
+//! and switch invalidation to a plain delete after commit, or list counters to a bump
+//! before the commit (the broken protocols the consistency checker must catch). Without the feature none of this exists.
 use crate::cache::Kind;
 
 #[cfg(feature = "test-hooks")]
@@ -25,6 +25,9 @@ mod enabled {
         /// Plain delete after commit instead of versioned tombstones: the broken
         /// protocol the consistency checker must catch.
         naive: AtomicBool,
+        /// List counters bumped before the commit instead of after: the broken list
+        /// protocol the checker must catch.
+        naive_lists: AtomicBool,
     }
 
     impl Hooks {
@@ -40,6 +43,14 @@ mod enabled {
 
         pub(crate) fn naive_invalidation(&self) -> bool {
             self.naive.load(Ordering::Relaxed)
+        }
+
+        pub fn set_naive_lists(&self, on: bool) {
+            self.naive_lists.store(on, Ordering::Relaxed);
+        }
+
+        pub(crate) fn naive_lists(&self) -> bool {
+            self.naive_lists.load(Ordering::Relaxed)
         }
 
         pub fn set_before_fill(&self, hook: Option<BeforeFill>) {

@@ -1,19 +1,24 @@
 //! The use-cases. Every read of products and categories and every write goes through
 //! `Catalog`: reads go cache -> single-flight -> SQL -> conditional fill; writes go
-//! transaction -> commit -> invalidate (tombstone with the new version, generation bump).
+//! transaction -> commit -> invalidate (tombstone with the new version, then a bump of
+//! each list counter the write can change).
 //!
 //! Layout:
 //! - `model`: the catalog's types (cached and shown), list arguments.
-//! - `read`: item and list reads through the cache.
+//! - `read`: item reads through the cache, and the entry points for lists.
+//! - `pages`: the list protocol (pages tagged with list counters, single-flight).
+//! - `lists`: which list counters a page reads and a write bumps.
 //! - `write`: create, update, delete in one transaction each.
 //! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
-//! - `flight`: per-instance single-flight for cache misses.
+//! - `flight`: per-instance single-flight for cache misses (items and pages).
 //! - `validate`: input rules.
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
 pub mod flight;
 pub mod hooks;
+pub mod lists;
 pub mod model;
 pub mod outbox;
+pub mod pages;
 pub mod read;
 pub mod validate;
 pub mod write;
@@ -26,7 +31,7 @@ use std::sync::{
 use sea_orm::DatabaseConnection;
 
 use crate::cache::{Cache, RequestTally};
-use model::{Category, Product};
+use model::{Category, CategoryCounts, ListPage, Product};
 
 /// Most categories kept in process.
 const LOCAL_CATEGORIES: u64 = 10_000;
@@ -42,9 +47,11 @@ struct Inner {
     db: DatabaseConnection,
     /// The read-through cache (possibly the `none` backend).
     cache: Arc<Cache>,
-    /// Single-flight maps, one per cached entity.
-    product_flights: flight::Flights<Product>,
-    category_flights: flight::Flights<Category>,
+    /// Single-flight maps, one per cached entity and list.
+    product_flights: flight::Flights<i32, Product>,
+    category_flights: flight::Flights<i32, Category>,
+    page_flights: flight::Flights<String, pages::Built<ListPage>>,
+    counts_flights: flight::Flights<String, pages::Built<CategoryCounts>>,
     /// In-process copies of categories, tagged with the cache epoch they were read
     /// under. Safe because no mutation changes or deletes a category: a copy is used
     /// only by a request that saw the same epoch (so `clearCache` and `larder seed`
@@ -71,6 +78,8 @@ impl Catalog {
                 cache,
                 product_flights: Default::default(),
                 category_flights: Default::default(),
+                page_flights: Default::default(),
+                counts_flights: Default::default(),
                 local_categories: moka::sync::Cache::new(LOCAL_CATEGORIES),
                 sql_total: AtomicU64::new(0),
                 hooks: Default::default(),

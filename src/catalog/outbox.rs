@@ -1,11 +1,11 @@
 //! Delivering invalidations. After a commit the catalog sends the write's tombstone and
-//! generation bump to the cache, and the mutation waits (up to one second) until Redis
+//! list counter bumps to the cache (one script: tombstones first, then the counters), and the mutation waits (up to one second) until Redis
 //! has it. With a shared cache (Redis) the same invalidation is first recorded in the
 //! write's transaction (`cache_outbox`) and deleted once Redis acknowledges it; if Redis
 //! stayed unreachable, a replayer on every instance sends the recorded rows until it is
 //! back (every 50 ms on the instance that saw the failure, once a second on the others,
 //! which covers an instance that died). Replays are harmless: tombstones only ever raise
-//! versions, and a generation bump only retires list pages. An instance that saw any
+//! versions, and a counter bump only retires list pages. An instance that saw any
 //! cache error reads around the cache until it has replayed the outbox and Redis answers
 //! again, so it cannot serve an entry whose tombstone was lost while Redis was away.
 use std::{
@@ -33,7 +33,7 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(1);
 const REPLAY_BATCH: u64 = 500;
 
 /// What a committed write leaves for the cache to forget.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Written {
     pub product_id: i32,
     /// The product's version after the write (for a deletion: its last version + 1).
@@ -41,6 +41,9 @@ pub struct Written {
     pub gone: bool,
     /// A category the write created (its "absent" marker must go).
     pub new_category: Option<i32>,
+    /// The list counters it changes (`lists::write_counters`); `None` for an outbox row
+    /// recorded before rows carried them, whose replay clears the cache instead.
+    pub counters: Option<Vec<String>>,
 }
 
 impl From<&cache_outbox::Model> for Written {
@@ -50,6 +53,10 @@ impl From<&cache_outbox::Model> for Written {
             version: r.version,
             gone: r.gone,
             new_category: r.new_category_id,
+            counters: r
+                .list_counters
+                .as_deref()
+                .map(|c| c.split_whitespace().map(str::to_string).collect()),
         }
     }
 }
@@ -71,6 +78,7 @@ impl Catalog {
             gone: Set(w.gone),
             new_category_id: Set(w.new_category),
             created_at: Set(Utc::now()),
+            list_counters: Set(w.counters.as_ref().map(|c| c.join(" "))),
             ..Default::default()
         };
         Ok(Some(
@@ -80,21 +88,36 @@ impl Catalog {
         ))
     }
 
-    /// After the commit: tombstones and the generation bump, one round trip. On success
+    /// After the commit: tombstones and the counter bumps, one round trip. On success
     /// the outbox row goes; on failure it stays for the replayer, which is woken.
     pub(super) async fn invalidate(&self, w: Written, outbox: Option<i64>) {
         #[cfg(feature = "test-hooks")]
-        if self.hooks().naive_invalidation() {
-            let keys = vec![self.cache().keys.item(Kind::Product, w.product_id)];
-            let _ = self.cache().delete_for_test(keys).await;
-            return;
-        }
+        let w = {
+            let mut w = w;
+            if self.hooks().naive_lists() {
+                // The broken list protocol: the counters were bumped before the commit.
+                w.counters = Some(Vec::new());
+            }
+            if self.hooks().naive_invalidation() {
+                let keys = vec![self.cache().keys.item(Kind::Product, w.product_id)];
+                let counters = self.counter_keys(std::slice::from_ref(&w));
+                let _ = self.cache().delete_for_test(keys, &counters).await;
+                return;
+            }
+            w
+        };
         // The mutation waits up to DELIVERY_PATIENCE for Redis: other instances cannot
         // know of a write until its tombstone lands, so returning early would let them
         // serve the old value after the mutation returned.
         let deadline = Instant::now() + DELIVERY_PATIENCE;
         loop {
-            match self.cache().invalidate(self.marks(&[w])).await {
+            let written = std::slice::from_ref(&w);
+            let counters = self.counter_keys(written);
+            match self
+                .cache()
+                .invalidate(self.marks(written), &counters)
+                .await
+            {
                 Ok(()) => {
                     if let Some(id) = outbox
                         && let Err(e) =
@@ -116,6 +139,18 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// The counter keys `written` bump, each once.
+    pub(super) fn counter_keys(&self, written: &[Written]) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for name in written.iter().flat_map(|w| w.counters.iter().flatten()) {
+            let key = self.cache().keys.counter(name);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     fn marks(&self, written: &[Written]) -> Vec<(Kind, Mark)> {
@@ -204,8 +239,22 @@ impl Catalog {
             return Ok(false);
         }
         let written: Vec<Written> = rows.iter().map(Written::from).collect();
-        if self.cache().invalidate(self.marks(&written)).await.is_err() {
+        let counters = self.counter_keys(&written);
+        let cache = self.cache();
+        if cache
+            .invalidate(self.marks(&written), &counters)
+            .await
+            .is_err()
+        {
             return Err(());
+        }
+        // A row from before rows named their counters: no way to know which lists it
+        // changed, so every entry goes (tombstones stay in force).
+        if written.iter().any(|w| w.counters.is_none()) {
+            if cache.clear().await.is_err() {
+                return Err(());
+            }
+            tracing::warn!("replayed an outbox row without list counters: cleared the cache");
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         cache_outbox::Entity::delete_many()

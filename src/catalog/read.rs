@@ -1,7 +1,8 @@
 //! The read path. Items (products, categories): one cache round trip for all asked ids,
 //! misses through single-flight to one `WHERE id IN (...)`, then one conditional fill.
-//! Lists: one round trip for all asked pages (ids and counts only, tagged with the
-//! generation read before the query), misses to SQL, then one write of the new pages.
+//! Lists: one round trip for all asked pages and the list counters they depend on
+//! (`lists`), misses through single-flight to SQL, then one write of the new pages, each
+//! tagged with the counter values read before its SQL ran.
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures::FutureExt;
@@ -9,8 +10,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Catalog,
-    flight::{FlightClock, Flights, LoadFailure, Outcome},
+    flight::{self, FlightClock, Flights, LoadFailure, Outcome, Seen},
+    lists,
     model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
+    pages::Wanted,
 };
 use crate::{
     cache::{
@@ -29,7 +32,7 @@ pub trait Cached: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn id(&self) -> i32;
     fn version(&self) -> i64;
     fn ttl(ttls: &CacheTtls) -> std::time::Duration;
-    fn flights(catalog: &Catalog) -> &Flights<Self>;
+    fn flights(catalog: &Catalog) -> &Flights<i32, Self>;
     /// In-process copies by id, tagged with their epoch, for kinds that never change.
     fn local(_catalog: &Catalog) -> Option<&moka::sync::Cache<i32, (u64, Self)>> {
         None
@@ -51,7 +54,7 @@ impl Cached for Product {
     fn ttl(ttls: &CacheTtls) -> std::time::Duration {
         ttls.product
     }
-    fn flights(catalog: &Catalog) -> &Flights<Self> {
+    fn flights(catalog: &Catalog) -> &Flights<i32, Self> {
         &catalog.inner.product_flights
     }
     async fn fetch(catalog: &Catalog, ids: Vec<i32>) -> Result<Vec<Self>, sea_orm::DbErr> {
@@ -75,7 +78,7 @@ impl Cached for Category {
     fn ttl(ttls: &CacheTtls) -> std::time::Duration {
         ttls.category
     }
-    fn flights(catalog: &Catalog) -> &Flights<Self> {
+    fn flights(catalog: &Catalog) -> &Flights<i32, Self> {
         &catalog.inner.category_flights
     }
     fn local(catalog: &Catalog) -> Option<&moka::sync::Cache<i32, (u64, Self)>> {
@@ -166,13 +169,15 @@ impl Catalog {
             _ => ids,
         };
         let keys: Vec<String> = ids.iter().map(|&id| cache.keys.item(T::KIND, id)).collect();
-        let snapshot = cache.read(T::KIND, &keys, tally).await;
-        let mut missed = Vec::new();
+        let snapshot = cache.read(T::KIND, &keys, &[], tally).await;
+        // Each miss with what it saw of its entry: the single-flight join rule.
+        let mut missed: Vec<(i32, Seen)> = Vec::new();
         let stamps = &tally.stamps;
         match &snapshot {
             Some(s) => {
-                stamps.saw(s.epoch, None);
+                stamps.saw(s.epoch);
                 for ((&id, key), raw) in ids.iter().zip(&keys).zip(&s.values) {
+                    let seen = Some(flight::seen(s.epoch, raw.as_deref()));
                     let entry = raw.as_deref().and_then(Entry::parse);
                     let stamp = entry.as_ref().and_then(|e| ItemStamp::of(e, s.epoch));
                     match (entry, stamp) {
@@ -182,17 +187,17 @@ impl Catalog {
                                     found.insert(id, v);
                                     stamps.item(T::KIND, key, stamp);
                                 }
-                                Err(_) => missed.push(id),
+                                Err(_) => missed.push((id, seen)),
                             }
                         }
                         (_, Some(stamp)) => stamps.item(T::KIND, key, stamp),
-                        _ => missed.push(id),
+                        _ => missed.push((id, seen)),
                     }
                 }
             }
             None => {
                 stamps.unusable();
-                missed.extend_from_slice(ids);
+                missed.extend(ids.iter().map(|&id| (id, None)));
             }
         }
         let hits = (ids.len() - missed.len()) as u64;
@@ -206,14 +211,11 @@ impl Catalog {
             keep_local(local, snapshot.as_ref(), ids, &found);
             return Ok(found);
         }
-        let stamp = snapshot
-            .as_ref()
-            .and_then(|s| Some((s.generation?, s.epoch)));
         let epoch = snapshot.as_ref().map(|s| s.epoch);
         let catalog = self.clone();
         let leader_tally = tally.clone();
         let loaded = T::flights(self)
-            .load(&missed, stamp, start, move |ids, clock| {
+            .load(&missed, start, move |ids, clock| {
                 catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed()
             })
             .await
@@ -223,7 +225,7 @@ impl Catalog {
                     AppError::Internal(format!("loading {} failed", T::KIND.as_str()))
                 }
             })?;
-        for &id in &missed {
+        for &(id, _) in &missed {
             let key = cache.keys.item(T::KIND, id);
             match loaded.get(&id) {
                 Some(v) => {
@@ -245,13 +247,12 @@ impl Catalog {
         clock: Arc<FlightClock>,
         epoch: Option<u64>,
         tally: Arc<RequestTally>,
-    ) -> Outcome<T> {
+    ) -> Outcome<i32, T> {
         let _ = clock.query_started.set(Instant::now());
         let rows = self.read_sql(&tally, T::fetch(&self, ids.clone())).await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
-                let _ = clock.finished.set(Instant::now());
                 if crate::error::db_unavailable(&e) {
                     tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
                     return Err(LoadFailure::Unavailable);
@@ -290,7 +291,6 @@ impl Catalog {
                 .collect();
             cache.fill(T::KIND, fills, &tally).await;
         }
-        let _ = clock.finished.set(Instant::now());
         Ok(Arc::new(found))
     }
 
@@ -298,134 +298,31 @@ impl Catalog {
     pub async fn product_pages(
         &self,
         queries: &[ProductQuery],
-        tally: &RequestTally,
+        tally: &Arc<RequestTally>,
     ) -> Result<HashMap<ProductQuery, ListPage>, AppError> {
-        let keyed: Vec<(String, &ProductQuery)> = queries
+        let wanted = queries
             .iter()
-            .map(|q| {
-                (
-                    format!("products:{}", serde_json::to_string(q).unwrap_or_default()),
-                    q,
-                )
+            .map(|q| Wanted {
+                name: list_name(q),
+                counters: lists::page_counters(q),
+                spec: q.clone(),
             })
             .collect();
-        let keys: Vec<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
-        let pages = self
-            .lists(&keys, tally, |i| {
-                let q = keyed[i].1.clone();
-                async move { self.product_page_from_db(&q, tally).await }
-            })
-            .await?;
-        Ok(keyed
-            .into_iter()
-            .map(|(_, q)| q.clone())
-            .zip(pages)
-            .collect())
-    }
-
-    async fn product_page_from_db(
-        &self,
-        q: &ProductQuery,
-        tally: &RequestTally,
-    ) -> Result<ListPage, AppError> {
-        let (ids, has_next) = self
-            .read_sql(tally, queries::product_page_ids(self.db(), q))
-            .await?;
-        let total = self
-            .read_sql(tally, queries::product_count(self.db(), &q.filter))
-            .await?;
-        Ok(ListPage {
-            ids,
-            total,
-            has_next,
-        })
+        let pages = self.lists::<ListPage>(wanted, tally).await?;
+        Ok(queries.iter().cloned().zip(pages).collect())
     }
 
     /// Every category id in name order with its product count.
-    pub async fn category_counts(&self, tally: &RequestTally) -> Result<CategoryCounts, AppError> {
-        let mut pages = self
-            .lists(&["categories".to_string()], tally, |_| async move {
-                let rows = self
-                    .read_sql(tally, queries::category_counts(self.db()))
-                    .await?;
-                Ok(CategoryCounts {
-                    entries: rows
-                        .into_iter()
-                        .map(|(id, n)| (id, n.max(0) as u64))
-                        .collect(),
-                })
-            })
-            .await?;
-        Ok(pages.remove(0))
-    }
-
-    /// The list protocol, shared by every list: read all pages in one round trip, use
-    /// those tagged with the current generation and epoch, compute the rest with
-    /// `from_db`, and store them tagged with the generation read before computing.
-    async fn lists<P, F, Fut>(
+    pub async fn category_counts(
         &self,
-        names: &[String],
-        tally: &RequestTally,
-        from_db: F,
-    ) -> Result<Vec<P>, AppError>
-    where
-        P: Serialize + DeserializeOwned,
-        F: Fn(usize) -> Fut,
-        Fut: Future<Output = Result<P, AppError>>,
-    {
-        let cache = self.cache();
-        let keys: Vec<String> = names.iter().map(|n| cache.keys.list(n)).collect();
-        let snapshot = cache.read(Kind::List, &keys, tally).await;
-        match &snapshot {
-            Some(s) if s.generation.is_some() => {
-                tally.stamps.saw(s.epoch, s.generation);
-                for _ in names {
-                    tally.stamps.list();
-                }
-            }
-            _ => tally.stamps.unusable(),
-        }
-        let mut out = Vec::with_capacity(names.len());
-        let mut fills = Vec::new();
-        let (mut hits, mut misses) = (0, 0);
-        for (i, key) in keys.iter().enumerate() {
-            let cached = snapshot.as_ref().and_then(|s| {
-                match s.values[i].as_deref().and_then(Entry::parse)? {
-                    Entry::List {
-                        generation,
-                        epoch,
-                        data,
-                    } if Some(generation) == s.generation && epoch == s.epoch => {
-                        serde_json::from_str::<P>(data).ok()
-                    }
-                    _ => None,
-                }
-            });
-            match cached {
-                Some(page) => {
-                    hits += 1;
-                    out.push(page);
-                }
-                None => {
-                    misses += 1;
-                    let page = from_db(i).await?;
-                    if let Some(s) = &snapshot
-                        && let (Some(generation), Ok(json)) =
-                            (s.generation, serde_json::to_string(&page))
-                    {
-                        fills.push((key.clone(), entry::list(generation, s.epoch, &json)));
-                    }
-                    out.push(page);
-                }
-            }
-        }
-        cache.stats.add(Kind::List, Event::Hit, hits);
-        cache.stats.add(Kind::List, Event::Miss, misses);
-        if cache.is_enabled() {
-            tally.hit(Kind::List, hits);
-            tally.miss(Kind::List, misses);
-        }
-        cache.put_lists(fills, tally).await;
-        Ok(out)
+        tally: &Arc<RequestTally>,
+    ) -> Result<CategoryCounts, AppError> {
+        let wanted = Wanted {
+            name: "categories".to_string(),
+            counters: vec![lists::CATEGORIES.to_string()],
+            spec: (),
+        };
+        let mut pages = self.lists::<CategoryCounts>(vec![wanted], tally).await?;
+        Ok(pages.remove(0))
     }
 }

@@ -1,13 +1,17 @@
 //! The write path: one transaction per mutation, commit, and only then invalidate.
 //! The product row's `version` is bumped in SQL (`version = version + 1`), so two
 //! concurrent updates get distinct versions; the tombstone written after the commit
-//! carries that version, and no reader holding an older row can fill over it. With a
-//! shared cache the invalidation is also recorded in the transaction (`outbox`).
+//! carries that version, and no reader holding an older row can fill over it. Which list
+//! counters a write bumps comes from the row before and after it (`lists`): an update
+//! reads the old row locked (`SELECT ... FOR UPDATE` on Postgres; SQLite's IMMEDIATE
+//! transaction already serializes writers), since `UPDATE ... RETURNING` only returns
+//! the new values. With a shared cache the invalidation is also recorded in the
+//! transaction (`outbox`).
 use chrono::Utc;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
@@ -15,6 +19,7 @@ use tracing::Instrument;
 
 use super::{
     Catalog,
+    lists::{Listed, write_counters},
     model::{Category, Product},
     outbox::Written,
     validate,
@@ -97,18 +102,22 @@ impl Catalog {
             updated_at: Set(now),
             ..Default::default()
         };
-        let row = timed(product::Entity::insert(row).exec_with_returning(&txn)).await?;
+        let row: Product = timed(product::Entity::insert(row).exec_with_returning(&txn))
+            .await?
+            .into();
         // A creation's tombstone at version 1 also replaces any "absent" marker.
         let written = Written {
             product_id: row.id,
             version: 1,
             gone: false,
             new_category: created.then_some(category.id),
+            counters: Some(write_counters(None, Some(&Listed::from(&row)))),
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
+        self.naive_list_bump(&written).await;
         timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
-        Ok(row.into())
+        Ok(row)
     }
 
     async fn update_product_now(&self, id: i32, patch: ProductPatch) -> Result<Product, AppError> {
@@ -141,6 +150,11 @@ impl Catalog {
         }
 
         let txn = self.begin().await?;
+        // The row as it was, locked until the commit: which lists the write changes.
+        let old: Product = timed(product::Entity::find_by_id(id).lock_exclusive().one(&txn))
+            .await?
+            .ok_or_else(|| AppError::not_found("product", id))?
+            .into();
         let mut new_category = None;
         let mut update = product::Entity::update_many()
             .col_expr(
@@ -172,42 +186,68 @@ impl Catalog {
         )
         .await?;
         // Dropping the transaction without commit rolls back a category it created.
-        let row = rows
+        let row: Product = rows
             .pop()
-            .ok_or_else(|| AppError::not_found("product", id))?;
+            .ok_or_else(|| AppError::not_found("product", id))?
+            .into();
         let written = Written {
             product_id: row.id,
             version: row.version.into(),
             gone: false,
             new_category,
+            counters: Some(write_counters(
+                Some(&Listed::from(&old)),
+                Some(&Listed::from(&row)),
+            )),
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
+        self.naive_list_bump(&written).await;
         timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
-        Ok(row.into())
+        Ok(row)
     }
 
     async fn delete_product_now(&self, id: i32) -> Result<Product, AppError> {
         let txn = self.begin().await?;
-        let row = timed(
+        let row: Product = timed(
             product::Entity::delete_many()
                 .filter(product::Column::Id.eq(id))
                 .exec_with_returning(&txn),
         )
         .await?
         .pop()
-        .ok_or_else(|| AppError::not_found("product", id))?;
+        .ok_or_else(|| AppError::not_found("product", id))?
+        .into();
         let written = Written {
             product_id: row.id,
             version: i64::from(row.version) + 1,
             gone: true,
             new_category: None,
+            counters: Some(write_counters(Some(&Listed::from(&row)), None)),
         };
         let outbox = self.record_invalidation(&txn, &written).await?;
+        self.naive_list_bump(&written).await;
         timed(txn.commit()).await?;
         self.invalidate(written, outbox).await;
-        Ok(row.into())
+        Ok(row)
     }
+
+    /// Test-only, the broken list protocol the consistency checker must catch: bump the
+    /// list counters before the commit (and, in `invalidate`, not after it), with a pause
+    /// that holds the gap open. A reader in the gap stores the old page under the new
+    /// counter values, and it stays a hit after the mutation returns.
+    #[cfg(feature = "test-hooks")]
+    async fn naive_list_bump(&self, w: &Written) {
+        if self.hooks().naive_lists() {
+            let counters = self.counter_keys(std::slice::from_ref(w));
+            let _ = self.cache().invalidate(Vec::new(), &counters).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    #[inline(always)]
+    async fn naive_list_bump(&self, _: &Written) {}
 }
 
 /// Runs `write` as a task of its own, in the caller's span (so its log lines carry the

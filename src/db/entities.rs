@@ -62,6 +62,8 @@ pub mod cache_outbox {
         pub gone: bool,
         pub new_category_id: Option<i32>,
         pub created_at: ChronoDateTimeUtc,
+        /// List counters to bump, space-separated; NULL in rows older than the column.
+        pub list_counters: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

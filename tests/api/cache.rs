@@ -2,10 +2,7 @@
 //! stale read after any write (on one instance and across two), conditional fills that
 //! reject an old version, batching, single-flight, outages, TTLs and `clearCache`.
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -21,8 +18,8 @@ use larder::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    OwnRedis, TestApp, each_backend, post_value, redis_backend, spawn_app, spawn_app_with,
-    spawn_sibling, start,
+    OwnRedis, TestApp, each_backend, pause_first_fill, post_value, redis_backend, spawn_app,
+    spawn_app_with, spawn_sibling, start,
 };
 
 #[tokio::test]
@@ -219,21 +216,7 @@ async fn a_fill_carrying_an_old_version_after_a_write_is_rejected() {
     each_backend(|b| async move {
         let app = spawn_app(&b).await;
         let id = app.create("Racy", "1.00", "C", 1).await;
-        let reached = Arc::new(tokio::sync::Notify::new());
-        let release = Arc::new(tokio::sync::Notify::new());
-        let armed = Arc::new(AtomicBool::new(true));
-        let (r2, rel2, armed2) = (reached.clone(), release.clone(), armed.clone());
-        app.catalog
-            .hooks()
-            .set_before_fill(Some(Arc::new(move |kind| {
-                let (reached, release, armed) = (r2.clone(), rel2.clone(), armed2.clone());
-                Box::pin(async move {
-                    if kind == Kind::Product && armed.swap(false, Ordering::SeqCst) {
-                        reached.notify_one();
-                        release.notified().await;
-                    }
-                })
-            })));
+        let (reached, release) = pause_first_fill(&app, Kind::Product);
         // A reader loads version 1 from the database and stops before its fill.
         let (client, url) = (app.client.clone(), format!("{}/graphql", app.base));
         let query = json!({ "query": format!(r#"{{ product(id: "{id}") {{ version }} }}"#) });

@@ -1,9 +1,13 @@
 //! The consistency checker: several instances on one database and one cache, writers
-//! updating a small hot set, readers of items and lists spread over the instances, every
-//! operation timed on one monotonic clock. Checker: for every read R and acknowledged
-//! write W of the same id, if W ended before R started, R must see W's version or a
-//! newer one. A test-only fault point widens the read-to-fill race, and a test-only
-//! naive invalidation (plain delete after commit) must make the checker fail.
+//! updating a small hot set (stock, and one writer moving prices across a list filter's
+//! boundary), readers of items and lists spread over the instances, every operation
+//! timed on one monotonic clock. Checker: for every read R and acknowledged write W of
+//! the same id, if W ended before R started, R must see W's version or a newer one; and
+//! every read of the price-filtered list must hold exactly the products whose price was
+//! settled inside the filter when the read began (no price write of theirs overlapping
+//! the read). A test-only fault point widens the read-to-fill race, and two test-only
+//! naive protocols (a plain delete after commit; list counters bumped before the
+//! commit) must each make the checker fail.
 //!
 //! Short runs are part of the test suite. The full run (at least 100,000 reads and
 //! 2,000 writes per scenario) is the same code with `LARDER_CONSISTENCY=full`:
@@ -30,10 +34,30 @@ struct Op {
     seen: Vec<(i64, i64)>,
 }
 
+/// A price write: whether it put the product inside the price-filtered list.
+#[derive(Clone, Debug)]
+struct Move {
+    start: Duration,
+    end: Duration,
+    id: i64,
+    version: i64,
+    inside: bool,
+}
+
+/// A read of the price-filtered list: the ids it held.
+#[derive(Clone, Debug)]
+struct Members {
+    start: Duration,
+    end: Duration,
+    ids: Vec<i64>,
+}
+
 #[derive(Default)]
 struct Log {
     reads: Mutex<Vec<Op>>,
     writes: Mutex<Vec<Op>>,
+    moves: Mutex<Vec<Move>>,
+    members: Mutex<Vec<Members>>,
     failed_reads: AtomicU64,
     failed_writes: AtomicU64,
     /// Slowest read, in microseconds.
@@ -47,6 +71,9 @@ pub struct Report {
     list_reads: usize,
     writes: usize,
     stale: usize,
+    /// Reads of the price-filtered list that held a settled product wrongly (or lacked one).
+    wrong_members: usize,
+    membership_reads: usize,
     worst_staleness_ms: f64,
     failed_reads: u64,
     failed_writes: u64,
@@ -56,11 +83,13 @@ pub struct Report {
 impl Report {
     fn line(&self, scenario: &str) -> String {
         format!(
-            "consistency {scenario}: {} reads ({} list reads), {} writes, {} stale reads, worst staleness {:.1} ms, {} failed reads, {} failed writes, slowest read {:.1} ms\n",
+            "consistency {scenario}: {} reads ({} list reads), {} writes, {} stale reads, {} of {} filtered-list reads with wrong members, worst staleness {:.1} ms, {} failed reads, {} failed writes, slowest read {:.1} ms\n",
             self.reads,
             self.list_reads,
             self.writes,
             self.stale,
+            self.wrong_members,
+            self.membership_reads,
             self.worst_staleness_ms,
             self.failed_reads,
             self.failed_writes,
@@ -97,6 +126,33 @@ fn check(reads: &[Op], writes: &[Op]) -> (usize, f64) {
         stale += usize::from(read_is_stale);
     }
     (stale, worst.as_secs_f64() * 1000.0)
+}
+
+/// For every read of the price-filtered list, and every hot product whose price writes
+/// all ended before the read began or started after it ended: the product is listed
+/// exactly when its latest earlier price write put it inside (created outside).
+fn check_members(members: &[Members], moves: &[Move], hot: &[i64]) -> usize {
+    let mut by_id: HashMap<i64, Vec<&Move>> = HashMap::new();
+    for m in moves {
+        by_id.entry(m.id).or_default().push(m);
+    }
+    members
+        .iter()
+        .filter(|read| {
+            hot.iter().any(|id| {
+                let moves = by_id.get(id).map(Vec::as_slice).unwrap_or_default();
+                let settled = moves
+                    .iter()
+                    .all(|m| m.end < read.start || m.start > read.end);
+                let inside = moves
+                    .iter()
+                    .filter(|m| m.end < read.start)
+                    .max_by_key(|m| m.version)
+                    .is_some_and(|m| m.inside);
+                settled && read.ids.contains(id) != inside
+            })
+        })
+        .count()
 }
 
 #[derive(Clone)]
@@ -214,15 +270,27 @@ where
         );
         tasks.push(tokio::spawn(async move {
             let mut n = w;
+            // The first writer moves prices across the filtered list's boundary (5.00).
+            let moves_prices = w == 0;
             while !stop.load(Relaxed) && take(&left) {
                 n += 7;
                 let (app, id) = (&apps[n % apps.len()], ids[(n * 13) % ids.len()]);
-                let body = json!({ "query": format!(r#"mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {} }}) {{ version }} }}"#, n % 50) });
+                let inside = (n / 7) % 2 == 1;
+                let input = if moves_prices {
+                    format!(r#"price: "{}""#, if inside { "9.00" } else { "1.00" })
+                } else {
+                    format!("stockQuantity: {}", n % 50)
+                };
+                let body = json!({ "query": format!(r#"mutation {{ updateProduct(id: "{id}", input: {{ {input} }}) {{ version }} }}"#) });
                 let start = t0.elapsed();
                 match post(app, true, &body).await {
                     Some(v) => {
                         let version = v["data"]["updateProduct"]["version"].as_i64().unwrap();
-                        log.writes.lock().unwrap().push(Op { start, end: t0.elapsed(), seen: vec![(id, version)] });
+                        let end = t0.elapsed();
+                        log.writes.lock().unwrap().push(Op { start, end, seen: vec![(id, version)] });
+                        if moves_prices {
+                            log.moves.lock().unwrap().push(Move { start, end, id, version, inside });
+                        }
                     }
                     None => {
                         log.failed_writes.fetch_add(1, Relaxed);
@@ -245,8 +313,11 @@ where
             while !stop.load(Relaxed) && take(&left) {
                 n += 1;
                 let app = &apps[n % apps.len()];
-                let list = n % 5 == 0;
-                let body = if list {
+                let list = n % 5 <= 1;
+                let filtered = n % 5 == 1;
+                let body = if filtered {
+                    json!({ "query": format!(r#"{{ products(first: 50, filter: {{ categoryId: "{category}", minPrice: "5" }}) {{ nodes {{ id version }} }} }}"#) })
+                } else if list {
                     json!({ "query": format!(r#"{{ products(first: 50, filter: {{ categoryId: "{category}" }}) {{ nodes {{ id version }} }} }}"#) })
                 } else {
                     json!({ "query": format!(r#"{{ product(id: "{}") {{ id version }} }}"#, ids[(n * 7) % ids.len()]) })
@@ -260,13 +331,17 @@ where
                     continue;
                 };
                 let nodes = if list { v["data"]["products"]["nodes"].clone() } else { json!([v["data"]["product"]]) };
-                let seen = nodes
+                let seen: Vec<(i64, i64)> = nodes
                     .as_array()
                     .unwrap()
                     .iter()
                     .filter(|p| !p.is_null())
                     .map(|p| (p["id"].as_str().unwrap().parse().unwrap(), p["version"].as_i64().unwrap()))
                     .collect();
+                if filtered {
+                    let ids = seen.iter().map(|(id, _)| *id).collect();
+                    log.members.lock().unwrap().push(Members { start, end, ids });
+                }
                 log.reads.lock().unwrap().push(Op { start, end, seen });
             }
         }));
@@ -287,11 +362,15 @@ where
     let reads = log.reads.lock().unwrap();
     let writes = log.writes.lock().unwrap();
     let (stale, worst) = check(&reads, &writes);
+    let members = log.members.lock().unwrap();
+    let wrong_members = check_members(&members, &log.moves.lock().unwrap(), &ids);
     Report {
         reads: reads.len(),
         list_reads: reads.iter().filter(|r| r.seen.len() > 1).count(),
         writes: writes.len(),
         stale,
+        wrong_members,
+        membership_reads: members.len(),
         worst_staleness_ms: worst,
         failed_reads: log.failed_reads.load(Relaxed),
         failed_writes: log.failed_writes.load(Relaxed),
@@ -360,6 +439,43 @@ fn the_checker_flags_exactly_the_reads_that_missed_an_earlier_write() {
     assert_eq!((stale, worst), (2, 40.0));
 }
 
+#[test]
+fn the_membership_check_judges_only_settled_products() {
+    let ms = Duration::from_millis;
+    let moves = vec![
+        // Product 1 moved inside at 0-10 ms; product 2 moves inside at 30-40 ms.
+        Move {
+            start: ms(0),
+            end: ms(10),
+            id: 1,
+            version: 2,
+            inside: true,
+        },
+        Move {
+            start: ms(30),
+            end: ms(40),
+            id: 2,
+            version: 2,
+            inside: true,
+        },
+    ];
+    let read = |start, end, ids: &[i64]| Members {
+        start: ms(start),
+        end: ms(end),
+        ids: ids.to_vec(),
+    };
+    let members = vec![
+        read(5, 8, &[]),    // 1 unsettled, 2 outside: fine
+        read(20, 25, &[1]), // right
+        read(20, 25, &[]),  // 1 missing: wrong
+        read(35, 38, &[1]), // 2 unsettled: fine either way
+        read(35, 38, &[1, 2]),
+        read(50, 55, &[1]),       // 2 missing: wrong
+        read(50, 55, &[1, 2, 3]), // 3 is not hot: ignored
+    ];
+    assert_eq!(check_members(&members, &moves, &[1, 2]), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_read_on_any_instance_misses_an_acknowledged_write() {
     for b in backends() {
@@ -380,41 +496,71 @@ async fn no_read_on_any_instance_misses_an_acknowledged_write() {
             "{report:?}"
         );
         assert_eq!(
-            (report.stale, report.failed_reads, report.failed_writes),
-            (0, 0, 0),
+            (
+                report.stale,
+                report.wrong_members,
+                report.failed_reads,
+                report.failed_writes
+            ),
+            (0, 0, 0, 0),
             "{report:?}"
+        );
+    }
+}
+
+/// Runs the checker against a broken protocol (`break_it` on every instance) until a
+/// round finds what `caught` counts, up to five rounds per backend: the race is random,
+/// a round finds it almost always, and five never failed to.
+async fn must_be_caught(
+    what: &str,
+    fill_delay: Duration,
+    break_it: fn(&TestApp),
+    caught: fn(&Report) -> usize,
+) {
+    for b in backends() {
+        let mut found = Report::default();
+        for round in 1..=5 {
+            let apps = cluster(&b, &[]).await;
+            slow_fills(&apps, fill_delay);
+            for a in &apps {
+                break_it(a);
+            }
+            found = run(&apps, &plan(), |_| async {}).await;
+            say(
+                &found,
+                &format!("{what} ({}, round {round}, must be caught)", b.name()),
+            );
+            if caught(&found) > 0 {
+                break;
+            }
+        }
+        assert!(
+            caught(&found) > 0,
+            "the checker must catch {what}: {found:?}"
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_catches_a_plain_delete_after_commit() {
-    for b in backends() {
-        // The race is random: a round finds stale reads almost always; five never failed to.
-        let mut found = Report::default();
-        for round in 1..=5 {
-            let apps = cluster(&b, &[]).await;
-            slow_fills(&apps, Duration::from_millis(20));
-            for a in &apps {
-                a.catalog.hooks().set_naive_invalidation(true);
-            }
-            found = run(&apps, &plan(), |_| async {}).await;
-            say(
-                &found,
-                &format!(
-                    "naive invalidation ({}, round {round}, must be stale)",
-                    b.name()
-                ),
-            );
-            if found.stale > 0 {
-                break;
-            }
-        }
-        assert!(
-            found.stale > 0,
-            "the checker must see the broken protocol serve stale reads: {found:?}"
-        );
-    }
+    must_be_caught(
+        "naive invalidation",
+        Duration::from_millis(20),
+        |a| a.catalog.hooks().set_naive_invalidation(true),
+        |r| r.stale,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_list_counters_bumped_before_the_commit() {
+    must_be_caught(
+        "naive lists",
+        Duration::from_millis(5),
+        |a| a.catalog.hooks().set_naive_lists(true),
+        |r| r.wrong_members,
+    )
+    .await;
 }
 
 /// The Postgres + Redis backend with a redis-server of the test's own, or `None`.
@@ -486,7 +632,11 @@ async fn redis_stopped_and_restarted_mid_run_fails_no_read_and_serves_nothing_st
         recovered.is_some(),
         "hit rate did not return to 80% of its level within 10 s: {report:?}"
     );
-    assert_eq!((report.stale, report.failed_reads), (0, 0), "{report:?}");
+    assert_eq!(
+        (report.stale, report.wrong_members, report.failed_reads),
+        (0, 0, 0),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

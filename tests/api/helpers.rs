@@ -5,9 +5,16 @@
 //! Backends: always SQLite + in-process cache; also Postgres + Redis when
 //! `LARDER_TEST_DATABASE_URL` and `LARDER_TEST_REDIS_URL` are set. The first use prints
 //! one line naming the backends this run covers.
-use std::{collections::HashMap, io::Write, sync::OnceLock};
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
-use larder::{app::Application, catalog::Catalog, config::Config};
+use larder::{app::Application, cache::Kind, catalog::Catalog, config::Config};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-admin-token";
@@ -499,4 +506,25 @@ impl OwnRedis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+}
+
+/// Installs a fill hook that stops the first fill of `kind` until `release` is notified.
+pub fn pause_first_fill(
+    app: &TestApp,
+    kind: Kind,
+) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(AtomicBool::new(true));
+    let (r2, rel2) = (reached.clone(), release.clone());
+    app.catalog.hooks().set_before_fill(Some(Arc::new(move |k| {
+        let (reached, release, armed) = (r2.clone(), rel2.clone(), armed.clone());
+        Box::pin(async move {
+            if k == kind && armed.swap(false, Ordering::SeqCst) {
+                reached.notify_one();
+                release.notified().await;
+            }
+        })
+    })));
+    (reached, release)
 }

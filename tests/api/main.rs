@@ -6,6 +6,7 @@ mod fuzz;
 mod helpers;
 mod http;
 mod limits;
+mod lists;
 mod logs;
 mod measure;
 mod products;

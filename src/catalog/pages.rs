@@ -1,0 +1,282 @@
+//! The list protocol, shared by every list (`products(...)` pages, the `categories`
+//! counts). One round trip reads the asked pages and every list counter they depend on
+//! (`lists::page_counters`). A page is a hit when it is tagged with the current value of
+//! each of its counters and the current epoch. Misses go through single-flight (joined
+//! by requests that saw the same counter values) to SQL, and the leader stores each page
+//! tagged with the counter values it read *before* its SQL ran. A write bumps the
+//! counters after its commit and before it returns, so a stored page is never older
+//! than its tag, and a page built before a write's commit can never match the values
+//! that write left.
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use futures::FutureExt;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    Catalog,
+    flight::{self, FlightClock, Flights, LoadFailure, Outcome, Seen},
+    model::{CategoryCounts, ListPage, ProductQuery},
+};
+use crate::{
+    cache::{
+        Event, Kind, RequestTally,
+        entry::{self, Entry},
+    },
+    db::queries,
+    error::AppError,
+};
+
+/// A list the cache holds: its flights and how to compute one from the database.
+pub trait CachedList: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// What names one list (its normalised arguments).
+    type Spec: Clone + Send + Sync + 'static;
+    fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>>;
+    fn from_db(
+        catalog: &Catalog,
+        spec: &Self::Spec,
+        tally: &RequestTally,
+    ) -> impl Future<Output = Result<Self, AppError>> + Send;
+}
+
+/// One asked list: its cache name, the counters it depends on, its arguments.
+pub struct Wanted<S> {
+    pub name: String,
+    pub counters: Vec<String>,
+    pub spec: S,
+}
+
+/// A list a flight computed, with the counter values read before its SQL (`None` when
+/// the cache did not answer them): what a follower records as its stamps.
+#[derive(Clone)]
+pub struct Built<P> {
+    page: P,
+    tags: Option<Vec<u64>>,
+}
+
+impl CachedList for ListPage {
+    type Spec = ProductQuery;
+    fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>> {
+        &catalog.inner.page_flights
+    }
+    async fn from_db(
+        catalog: &Catalog,
+        q: &ProductQuery,
+        tally: &RequestTally,
+    ) -> Result<Self, AppError> {
+        let (ids, has_next) = catalog
+            .read_sql(tally, queries::product_page_ids(catalog.db(), q))
+            .await?;
+        let total = catalog
+            .read_sql(tally, queries::product_count(catalog.db(), &q.filter))
+            .await?;
+        Ok(ListPage {
+            ids,
+            total,
+            has_next,
+        })
+    }
+}
+
+impl CachedList for CategoryCounts {
+    type Spec = ();
+    fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>> {
+        &catalog.inner.counts_flights
+    }
+    async fn from_db(catalog: &Catalog, _: &(), tally: &RequestTally) -> Result<Self, AppError> {
+        let rows = catalog
+            .read_sql(tally, queries::category_counts(catalog.db()))
+            .await?;
+        Ok(CategoryCounts {
+            entries: rows
+                .into_iter()
+                .map(|(id, n)| (id, n.max(0) as u64))
+                .collect(),
+        })
+    }
+}
+
+/// What a leader needs of one page it computes.
+struct Job<S> {
+    spec: S,
+    tags: Option<Vec<u64>>,
+}
+
+impl Catalog {
+    /// Reads `wanted` lists through the cache, in the order asked.
+    pub(super) async fn lists<P: CachedList>(
+        &self,
+        wanted: Vec<Wanted<P::Spec>>,
+        tally: &Arc<RequestTally>,
+    ) -> Result<Vec<P>, AppError> {
+        let start = Instant::now();
+        let cache = self.cache();
+        let keys: Vec<String> = wanted.iter().map(|w| cache.keys.list(&w.name)).collect();
+        // Every counter once; per page, the positions of its counters.
+        let mut counter_keys: Vec<String> = Vec::new();
+        let deps: Vec<Vec<usize>> = wanted
+            .iter()
+            .map(|w| {
+                w.counters
+                    .iter()
+                    .map(|c| {
+                        let key = cache.keys.counter(c);
+                        match counter_keys.iter().position(|k| *k == key) {
+                            Some(i) => i,
+                            None => {
+                                counter_keys.push(key);
+                                counter_keys.len() - 1
+                            }
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut snapshot = cache.read(Kind::List, &keys, &counter_keys, tally).await;
+        if let Some(s) = &mut snapshot {
+            seed_missing(cache, &counter_keys, &mut s.counters, tally).await;
+        }
+        let stamps = &tally.stamps;
+        if let Some(s) = &snapshot {
+            stamps.saw(s.epoch);
+        }
+        let tags_of = |i: usize| -> Option<Vec<u64>> {
+            let s = snapshot.as_ref()?;
+            deps[i].iter().map(|&j| s.counters[j]).collect()
+        };
+        let record = |i: usize, tags: Option<&Vec<u64>>| match tags {
+            Some(tags) => {
+                for (&j, &v) in deps[i].iter().zip(tags) {
+                    stamps.counter(&counter_keys[j], v);
+                }
+                stamps.list();
+            }
+            None => stamps.unusable(),
+        };
+        let mut out: Vec<Option<P>> = Vec::with_capacity(wanted.len());
+        let mut jobs: HashMap<String, Job<P::Spec>> = HashMap::new();
+        let mut missed: Vec<(String, Seen)> = Vec::new();
+        for (i, w) in wanted.into_iter().enumerate() {
+            let tags = tags_of(i);
+            let hit = match (&snapshot, &tags) {
+                (Some(s), Some(t)) => match s.values[i].as_deref().and_then(Entry::parse) {
+                    Some(Entry::List { tags, epoch, data })
+                        if epoch == s.epoch && tags == entry::tags(t) =>
+                    {
+                        serde_json::from_str::<P>(data).ok()
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if hit.is_some() {
+                record(i, tags.as_ref());
+            } else {
+                let seen = snapshot
+                    .as_ref()
+                    .zip(tags.as_ref())
+                    .map(|(s, t)| flight::seen(s.epoch, t));
+                missed.push((keys[i].clone(), seen));
+                jobs.insert(keys[i].clone(), Job { spec: w.spec, tags });
+            }
+            out.push(hit);
+        }
+        let misses = missed.len() as u64;
+        let hits = out.len() as u64 - misses;
+        cache.stats.add(Kind::List, Event::Hit, hits);
+        cache.stats.add(Kind::List, Event::Miss, misses);
+        if cache.is_enabled() {
+            tally.hit(Kind::List, hits);
+            tally.miss(Kind::List, misses);
+        }
+        if !missed.is_empty() {
+            let epoch = snapshot.as_ref().map(|s| s.epoch);
+            let (catalog, leader_tally) = (self.clone(), tally.clone());
+            let built = P::flights(self)
+                .load(&missed, start, move |led, clock| {
+                    catalog
+                        .lead_lists::<P>(led, jobs, epoch, clock, leader_tally)
+                        .boxed()
+                })
+                .await
+                .map_err(|f| match f {
+                    LoadFailure::Unavailable => AppError::Unavailable,
+                    LoadFailure::Internal => AppError::Internal("loading a list failed".into()),
+                })?;
+            for (i, slot) in out.iter_mut().enumerate() {
+                if slot.is_none() {
+                    let b = built
+                        .get(&keys[i])
+                        .ok_or_else(|| AppError::Internal("a list flight lost a page".into()))?;
+                    record(i, b.tags.as_ref());
+                    *slot = Some(b.page.clone());
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// A list flight's work: each led page from SQL, then one write of those that have
+    /// tags (the counter values read before the SQL).
+    async fn lead_lists<P: CachedList>(
+        self,
+        led: Vec<String>,
+        mut jobs: HashMap<String, Job<P::Spec>>,
+        epoch: Option<u64>,
+        clock: Arc<FlightClock>,
+        tally: Arc<RequestTally>,
+    ) -> Outcome<String, Built<P>> {
+        let _ = clock.query_started.set(Instant::now());
+        let mut built = HashMap::with_capacity(led.len());
+        let mut fills = Vec::new();
+        for key in led {
+            let Some(job) = jobs.remove(&key) else {
+                continue;
+            };
+            let page = match P::from_db(&self, &job.spec, &tally).await {
+                Ok(page) => page,
+                Err(AppError::Unavailable) => return Err(LoadFailure::Unavailable),
+                Err(e) => {
+                    tracing::error!(error = ?e, "database read of a list failed");
+                    return Err(LoadFailure::Internal);
+                }
+            };
+            if let (Some(epoch), Some(tags), Ok(json)) =
+                (epoch, &job.tags, serde_json::to_string(&page))
+            {
+                fills.push((key.clone(), entry::list(&entry::tags(tags), epoch, &json)));
+            }
+            built.insert(
+                key,
+                Built {
+                    page,
+                    tags: job.tags,
+                },
+            );
+        }
+        if epoch.is_some() {
+            self.hooks().before_fill(Kind::List).await;
+            self.cache().put_lists(fills, &tally).await;
+        }
+        Ok(Arc::new(built))
+    }
+}
+
+/// Counters a read found missing (a new or flushed Redis) get their start values before
+/// any SQL runs, so the values read back are valid tags for this read's pages.
+async fn seed_missing(
+    cache: &crate::cache::Cache,
+    keys: &[String],
+    values: &mut [Option<u64>],
+    tally: &RequestTally,
+) {
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let names: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
+    if let Some(seeded) = cache.seed_counters(&names, tally).await {
+        for (&i, v) in missing.iter().zip(seeded) {
+            values[i] = v;
+        }
+    }
+}

@@ -90,6 +90,10 @@ impl Application {
         let catalog = Catalog::new(db, Arc::new(cache));
         if catalog.cache().backend() == "redis" {
             catalog.spawn_outbox_replayer();
+            catalog.spawn_history_checker();
+            // Reads use Redis only once its history is checked: wait for that too, so
+            // the first requests (and the demo seed's cache clear) find it trusted.
+            catalog.cache().wait_trusted(Duration::from_secs(2)).await;
         }
         if config.seed_demo {
             seed::demo_if_empty(&catalog)

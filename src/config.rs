@@ -60,6 +60,11 @@ pub struct Config {
     pub cache_ttls: CacheTtls,
     /// How long one Redis command may take before it counts as a miss.
     pub cache_timeout: Duration,
+    /// Replicas a write's tombstone must reach (`WAIT`) before its mutation reports it
+    /// delivered; 0 = off.
+    pub cache_wait_replicas: u32,
+    /// How long one `WAIT` may block.
+    pub cache_wait_timeout: Duration,
     /// Insert the demo catalog on first start with an empty database.
     pub seed_demo: bool,
     /// Bearer token every mutation needs; generated at start when unset.
@@ -119,6 +124,8 @@ impl Config {
                 jitter_percent: parse(&get, "CACHE_TTL_JITTER_PERCENT", 10u32)?.min(50),
             },
             cache_timeout: Duration::from_millis(parse(&get, "CACHE_TIMEOUT_MS", 100)?),
+            cache_wait_replicas: parse(&get, "CACHE_WAIT_REPLICAS", 0u32)?,
+            cache_wait_timeout: Duration::from_millis(parse(&get, "CACHE_WAIT_TIMEOUT_MS", 100)?),
             seed_demo: parse(&get, "SEED_DEMO", true)?,
             admin_token: get("ADMIN_TOKEN"),
             log_json: match get("LOG_FORMAT").as_deref() {
@@ -222,6 +229,8 @@ impl fmt::Debug for Config {
             .field("cache_prefix", &self.cache_prefix)
             .field("cache_ttls", &self.cache_ttls)
             .field("cache_timeout", &self.cache_timeout)
+            .field("cache_wait_replicas", &self.cache_wait_replicas)
+            .field("cache_wait_timeout", &self.cache_wait_timeout)
             .field("seed_demo", &self.seed_demo)
             .field(
                 "admin_token",

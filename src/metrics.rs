@@ -214,3 +214,13 @@ pub fn cache_event(kind: &'static str, event: &'static str, n: u64) {
         });
     }
 }
+
+/// A history check found the cache behind Postgres and retired every entry.
+pub fn history_repaired() {
+    counter!("cache_history_repairs_total").increment(1);
+}
+
+/// A write's tombstones reached fewer replicas than `CACHE_WAIT_REPLICAS` in time.
+pub fn wait_short() {
+    counter!("cache_wait_short_total").increment(1);
+}

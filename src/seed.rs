@@ -14,6 +14,8 @@ use crate::{
 
 pub const DEMO_PRODUCTS: u64 = 1_000;
 const BATCH: usize = 1_000;
+/// How long a seed tries to deliver its cache clear before leaving it to the replayers.
+const CLEAR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 const CATEGORIES: [&str; 10] = [
     "Bakery",
@@ -166,13 +168,20 @@ async fn insert(catalog: &Catalog, start: u64, count: u64) -> Result<u64, AppErr
         product::Entity::insert_many(rows)
             .exec_without_returning(&txn)
             .await?;
+        // Rows appear behind the cache's back: the clear that retires every cached
+        // entry (ids cached as absent included) and page is recorded with them.
+        catalog.record_clear(&txn).await?;
         txn.commit().await?;
         n = end;
     }
-    // Rows appeared behind the cache's back: retire every cached entry (ids cached as
-    // absent included) and every list page, all of which carry the epoch.
     let cache = catalog.cache();
-    if let Err(e) = cache.clear().await {
+    if cache.backend() == "redis" {
+        if !catalog.deliver_pending(CLEAR_PATIENCE).await {
+            tracing::warn!(
+                "could not reach Redis to clear the cache; every running instance delivers the recorded clear once it can"
+            );
+        }
+    } else if let Err(e) = cache.clear().await {
         cache.log_error(&e);
     }
     Ok(count)

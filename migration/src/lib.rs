@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_catalog;
 mod m20261125_000002_cache_outbox;
 mod m20261201_000001_outbox_list_counters;
+mod m20261201_000002_outbox_delivered;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_catalog::Migration),
             Box::new(m20261125_000002_cache_outbox::Migration),
             Box::new(m20261201_000001_outbox_list_counters::Migration),
+            Box::new(m20261201_000002_outbox_delivered::Migration),
         ]
     }
 }

@@ -21,6 +21,12 @@ impl Keys {
         format!("{}epoch", self.tag)
     }
 
+    /// Advanced by every delivered invalidation; Postgres records each value it reached
+    /// (the outbox), so a Redis whose counter is behind has lost acknowledged writes.
+    pub fn history(&self) -> String {
+        format!("{}hist", self.tag)
+    }
+
     /// A list counter (`catalog::lists` names them, e.g. `c7:price`): bumped by the
     /// writes that can change a page reading that field in that scope.
     pub fn counter(&self, name: &str) -> String {

@@ -38,6 +38,8 @@ pub enum CacheError {
     Timeout,
     #[error("cache lost its epoch (flushed or restarted); re-seeding")]
     Unseeded,
+    #[error("tombstones reached {acked} of {wanted} replicas in time")]
+    NotReplicated { acked: i64, wanted: u32 },
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
 }
@@ -98,20 +100,28 @@ pub struct Cache {
     /// an error during a resync is never cleared by it.
     error_seq: AtomicU64,
     resynced_seq: AtomicU64,
+    /// The Redis connection count (`RedisStore::connections`) under which the history
+    /// check last passed, and the server `run_id` it saw; `u64::MAX` before the first.
+    /// Reads use Redis only while this matches the current count: a Redis that came
+    /// back (restart, failover) may hold older data, see `catalog::history`.
+    history_ok: AtomicU64,
+    history_run_id: std::sync::Mutex<Option<String>>,
 }
 
 impl Cache {
+    /// A cache of `kind`; `wait` = (replicas, timeout) for `CACHE_WAIT_REPLICAS`.
     pub fn new(
         kind: CacheBackendKind,
         redis_url: Option<&str>,
         prefix: &str,
         ttls: CacheTtls,
         timeout: Duration,
+        wait: Option<(u32, Duration)>,
     ) -> Result<Self, CacheError> {
         let keys = Keys::new(prefix);
         let store = match (kind, redis_url) {
             (CacheBackendKind::Redis, Some(url)) => {
-                Store::Redis(redis::RedisStore::start(url, keys.clone(), timeout)?)
+                Store::Redis(redis::RedisStore::start(url, keys.clone(), timeout, wait)?)
             }
             (CacheBackendKind::Memory, _) => Store::Memory(memory::MemoryStore::new(200_000)),
             _ => Store::None,
@@ -124,6 +134,8 @@ impl Cache {
             last_error_log: AtomicU64::new(0),
             error_seq: AtomicU64::new(0),
             resynced_seq: AtomicU64::new(0),
+            history_ok: AtomicU64::new(u64::MAX),
+            history_run_id: Default::default(),
         })
     }
 
@@ -135,6 +147,7 @@ impl Cache {
             &config.cache_prefix,
             config.cache_ttls.clone(),
             config.cache_timeout,
+            Some((config.cache_wait_replicas, config.cache_wait_timeout)),
         )
     }
 
@@ -166,6 +179,14 @@ impl Cache {
         }
     }
 
+    /// Waits up to `limit` until reads may use the store (connected, history checked).
+    pub async fn wait_trusted(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.is_trusted() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// One round trip: the epoch, the list `counters` (key names), and `keys`. `None`
     /// when there is no cache or it failed (already counted and logged against `kind`).
     pub async fn read(
@@ -175,7 +196,7 @@ impl Cache {
         counters: &[String],
         tally: &RequestTally,
     ) -> Option<Snapshot> {
-        if self.is_degraded() {
+        if !self.usable() {
             return None;
         }
         let result = match &self.store {
@@ -240,7 +261,7 @@ impl Cache {
 
     /// Conditional fills, one round trip; rejected fills are counted, not errors.
     pub async fn fill(&self, kind: Kind, fills: Vec<Fill>, tally: &RequestTally) {
-        if fills.is_empty() || self.is_degraded() {
+        if fills.is_empty() || !self.usable() {
             return;
         }
         let n = fills.len() as u64;
@@ -257,26 +278,34 @@ impl Cache {
     }
 
     /// After a commit: tombstones for the written items, then a bump of each list
-    /// counter the write can change (key names), in one round trip.
+    /// counter the write can change (key names), in one round trip. Returns the history
+    /// counter's new value (Redis; 0 for the in-process store), for Postgres to record.
     pub async fn invalidate(
         &self,
         marks: Vec<(Kind, Mark)>,
         counters: &[String],
-    ) -> Result<(), CacheError> {
+    ) -> Result<u64, CacheError> {
         let kinds: Vec<Kind> = marks.iter().map(|(k, _)| *k).collect();
         let marks: Vec<Mark> = marks.into_iter().map(|(_, m)| m).collect();
         let result = match &self.store {
-            Store::None => return Ok(()),
+            Store::None => return Ok(0),
             Store::Redis(r) => timed("mark", r.mark(&marks, counters)).await,
             Store::Memory(m) => timed("mark", m.mark(&marks, counters)).await,
         };
         match result {
-            Ok(bumps) => {
+            Ok(history) => {
                 for k in kinds {
                     self.stats.add(k, Event::Invalidation, 1);
                 }
-                self.stats.add(Kind::List, Event::Invalidation, bumps);
-                Ok(())
+                self.stats
+                    .add(Kind::List, Event::Invalidation, counters.len() as u64);
+                Ok(history)
+            }
+            // Delivered to the master, not yet to enough replicas: Redis is fine, so
+            // reads keep using it; the outbox replays until the replicas have it.
+            Err(e @ CacheError::NotReplicated { .. }) => {
+                crate::metrics::wait_short();
+                Err(e)
             }
             Err(e) => {
                 self.record_error();
@@ -289,7 +318,7 @@ impl Cache {
     /// Stores list pages, one round trip. Not conditional: the counter tags inside each
     /// page decide whether a later read may use it.
     pub async fn put_lists(&self, pages: Vec<(String, String)>, tally: &RequestTally) {
-        if pages.is_empty() || self.is_degraded() {
+        if pages.is_empty() || !self.usable() {
             return;
         }
         let n = pages.len() as u64;
@@ -386,8 +415,70 @@ impl Cache {
         connections.wrapping_add(self.error_seq.load(SeqCst) << 32)
     }
 
-    /// Whether reads use the cache now: a store is configured, connected, and not in
-    /// degraded mode.
+    /// The history counter of the shared store (0 when missing) and its server's
+    /// `run_id`; `None` for stores that cannot lose data behind this process's back.
+    pub async fn history(&self) -> Option<Result<(u64, Option<String>), CacheError>> {
+        match &self.store {
+            Store::Redis(r) => Some(timed("history", r.history()).await),
+            _ => None,
+        }
+    }
+
+    /// The connection count a history check started under (see `history_passed`).
+    pub fn connections(&self) -> u64 {
+        match &self.store {
+            Store::Redis(r) => r.connections(),
+            _ => 0,
+        }
+    }
+
+    /// A history check that started under `connections` found the store consistent
+    /// with Postgres (or made it so): reads may use it, unless it reconnected since.
+    pub fn history_passed(&self, connections: u64, run_id: Option<String>) {
+        *self
+            .history_run_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = run_id;
+        self.history_ok.store(connections, SeqCst);
+    }
+
+    /// A check found lost history: reads go around the cache until it is repaired.
+    pub fn history_lost(&self) {
+        self.history_ok.store(u64::MAX, SeqCst);
+    }
+
+    /// The `run_id` of the Redis server the last passed check saw.
+    pub fn history_run_id(&self) -> Option<String> {
+        self.history_run_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the last passed history check covers the current connection.
+    pub fn history_checked(&self) -> bool {
+        match &self.store {
+            Store::Redis(r) => self.history_ok.load(SeqCst) == r.connections(),
+            _ => true,
+        }
+    }
+
+    /// After lost history: an epoch jump (everything stored before is unreachable) and
+    /// the history counter raised to `floor` (Postgres's).
+    pub async fn jump_epoch(&self, floor: u64) -> Result<u64, CacheError> {
+        match &self.store {
+            Store::Redis(r) => timed("jump", r.jump_epoch(floor)).await,
+            _ => Ok(0),
+        }
+    }
+
+    /// Whether reads may use the store now: not degraded, and its history checked.
+    fn usable(&self) -> bool {
+        !self.is_degraded() && self.history_checked()
+    }
+
+    /// Whether reads use the cache now: a store is configured, connected, its history
+    /// checked since it last connected, and not in degraded mode.
     pub fn is_trusted(&self) -> bool {
         self.untrusted_reason().is_none()
     }
@@ -400,6 +491,8 @@ impl Cache {
             Some("not connected")
         } else if self.is_degraded() {
             Some("replaying invalidations after a cache error")
+        } else if !self.history_checked() {
+            Some("checking the cache's history against Postgres (after a connect)")
         } else {
             None
         }
@@ -511,6 +604,7 @@ mod tests {
                 jitter_percent: 10,
             },
             Duration::from_millis(100),
+            None,
         )
         .expect("a cache");
         for _ in 0..1000 {

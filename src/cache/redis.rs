@@ -47,18 +47,20 @@ end
 return accepted
 "#;
 
-/// Tombstones after a commit, then the list counter bumps: the Lua twin of
-/// `entry::mark_allowed`. KEYS: the item keys, then the counter keys. ARGV[1]: a random
-/// seed for a missing counter; ARGV[2]: how many item keys; then per item key: version,
-/// payload, ttl ms, gone (0/1). Tombstones first, so a reader that sees a counter's new
-/// value also sees the item's tombstone.
+/// Tombstones after a commit, then the list counter bumps, then the history counter: the
+/// Lua twin of `entry::mark_allowed`. KEYS[1]: the history counter; then the item keys,
+/// then the counter keys. ARGV[1]: a random seed for a missing counter; ARGV[2]: how many
+/// item keys; then per item key: version, payload, ttl ms, gone (0/1). Tombstones first,
+/// so a reader that sees a counter's new value also sees the item's tombstone. Returns
+/// the history counter's new value, which the outbox row records in Postgres.
 const MARK_LUA: &str = r#"
 local items = tonumber(ARGV[2])
 for i = 1, items do
+  local key = KEYS[i + 1]
   local base = 2 + 4 * (i - 1)
   local v = tonumber(ARGV[base + 1])
   local gone = ARGV[base + 4] == '1'
-  local cur = redis.call('GET', KEYS[i])
+  local cur = redis.call('GET', key)
   local write = true
   if cur then
     local tag, cv = string.match(cur, '^(%a)|(%d+)')
@@ -69,16 +71,31 @@ for i = 1, items do
     end
   end
   if write then
-    redis.call('SET', KEYS[i], ARGV[base + 2], 'PX', ARGV[base + 3])
+    redis.call('SET', key, ARGV[base + 2], 'PX', ARGV[base + 3])
   end
 end
-for i = items + 1, #KEYS do
+for i = items + 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     redis.call('SET', KEYS[i], ARGV[1])
   end
   redis.call('INCR', KEYS[i])
 end
-return #KEYS - items
+return redis.call('INCR', KEYS[1])
+"#;
+
+/// After a failed history check: jump the epoch (seeding a missing one) by a random
+/// amount, so no epoch seen before comes back, and raise the history counter to at
+/// least Postgres's. KEYS: epoch, history. ARGV: seed, jump, floor.
+const JUMP_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('INCRBY', KEYS[1], ARGV[2])
+local h = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if h < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return redis.call('GET', KEYS[1])
 "#;
 
 /// `INCR` of a counter that is first seeded with ARGV[1] when missing.
@@ -95,56 +112,59 @@ pub struct RedisStore {
     fill: Script,
     mark: Script,
     bump: Script,
+    jump: Script,
     timeout: Duration,
     /// Circuit breaker: after a timeout, every command fails at once until this
     /// instant (milliseconds since `epoch`), so one stalled Redis costs each request
     /// at most one timeout instead of one per cache command.
     open_until_ms: AtomicU64,
     epoch: Instant,
-    /// Connections made so far (the first one included). A Redis that came back may
-    /// hold older data than before (a snapshot, a lagging replica), so what this process
-    /// remembers of it (replayable answers) must not outlive a reconnect.
+    /// Connections made so far (the first one included) plus connection errors seen. A
+    /// Redis that came back may hold older data than before (a snapshot, a lagging
+    /// replica), so what this process remembers of it (replayable answers, a passed
+    /// history check) must not outlive a reconnect; counting the error that precedes one
+    /// closes the gap until the reconnect is reported.
     connections: std::sync::Arc<AtomicU64>,
+    /// With `CACHE_WAIT_REPLICAS`: a client of its own for the invalidation script and
+    /// its `WAIT` (which counts that connection's writes and blocks it, so reads never
+    /// queue behind it), the replicas to wait for, and the longest wait.
+    replicated: Option<(Client, u32, Duration)>,
 }
 
 /// How long the breaker stays open after a timeout.
 const BREAKER_OPEN: Duration = Duration::from_millis(250);
 
 impl RedisStore {
-    /// Builds the client and starts connecting in the background; never waits for Redis.
-    pub fn start(url: &str, keys: Keys, timeout: Duration) -> Result<Self, CacheError> {
-        let mut config = Config::from_url(url)?;
-        // Retry the very first connection too, so the server starts while Redis is down.
-        config.fail_fast = false;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(1);
-                c.internal_command_timeout = Duration::from_secs(1);
-                // A cache command is worth one try: a miss is cheaper than a retry.
-                c.max_command_attempts = 1;
-                c.max_command_buffer_len = 10_000;
-                c.unresponsive = UnresponsiveConfig {
-                    max_timeout: Some(Duration::from_secs(2)),
-                    interval: Duration::from_millis(500),
-                };
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = timeout;
-            })
-            // 0 attempts = forever; 50 ms doubling up to 2 s.
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build()?;
+    /// Builds the client (and, with `wait` = (replicas, timeout), the invalidation
+    /// client) and starts connecting in the background; never waits for Redis.
+    pub fn start(
+        url: &str,
+        keys: Keys,
+        timeout: Duration,
+        wait: Option<(u32, Duration)>,
+    ) -> Result<Self, CacheError> {
+        let client = build_client(url, timeout)?;
         let _connection_task = client.connect();
+        let replicated = match wait {
+            Some((n, t)) if n > 0 => {
+                let marks = build_client(url, timeout + t)?;
+                let _task = marks.connect();
+                Some((marks, n, t))
+            }
+            _ => None,
+        };
         let store = Self {
             client,
             keys,
             fill: Script::from_lua(FILL_LUA),
             mark: Script::from_lua(MARK_LUA),
             bump: Script::from_lua(BUMP_LUA),
+            jump: Script::from_lua(JUMP_LUA),
             timeout,
             open_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             connections: Default::default(),
+            replicated,
         };
         store.seed_epoch_on_connect();
         Ok(store)
@@ -168,6 +188,11 @@ impl RedisStore {
                 Ok(())
             }
         });
+        let connections = self.connections.clone();
+        let _errors = self.client.on_error(move |_| {
+            connections.fetch_add(1, Relaxed);
+            async { Ok(()) }
+        });
     }
 
     pub fn is_connected(&self) -> bool {
@@ -188,11 +213,21 @@ impl RedisStore {
         &self,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
+        self.run_on(&self.client, self.timeout, fut).await
+    }
+
+    /// `fut`, a command of `client`, within `timeout`, behind the breaker.
+    async fn run_on<T>(
+        &self,
+        client: &Client,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, CacheError> {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
-        if !self.client.is_connected() || now_ms < self.open_until_ms.load(Relaxed) {
+        if !client.is_connected() || now_ms < self.open_until_ms.load(Relaxed) {
             return Err(CacheError::Unavailable);
         }
-        match tokio::time::timeout(self.timeout, fut).await {
+        match tokio::time::timeout(timeout, fut).await {
             Ok(r) => Ok(r?),
             Err(_) => {
                 let until = self.epoch.elapsed() + BREAKER_OPEN;
@@ -240,9 +275,10 @@ impl RedisStore {
             .await
     }
 
-    /// One script call: tombstones, then the counter bumps; returns the bumps made.
+    /// One script call: tombstones, then the counter bumps; returns the history counter.
     pub async fn mark(&self, marks: &[Mark], counters: &[String]) -> Result<u64, CacheError> {
-        let mut keys: Vec<String> = marks.iter().map(|m| m.key.clone()).collect();
+        let mut keys = vec![self.keys.history()];
+        keys.extend(marks.iter().map(|m| m.key.clone()));
         keys.extend_from_slice(counters);
         let mut args = vec![
             rand::random_range(1u64..1 << 40).to_string(),
@@ -254,8 +290,26 @@ impl RedisStore {
             args.push(m.ttl.as_millis().max(1).to_string());
             args.push(if m.gone { "1".into() } else { "0".into() });
         }
-        self.run(self.mark.evalsha_with_reload(&self.client, keys, args))
-            .await
+        let Some((client, replicas, wait)) = &self.replicated else {
+            return self
+                .run(self.mark.evalsha_with_reload(&self.client, keys, args))
+                .await;
+        };
+        // On the invalidation client, then WAIT for that connection's writes.
+        let script = self.mark.evalsha_with_reload(client, keys, args);
+        let history = self.run_on(client, self.timeout, script).await?;
+        let wanted = i64::from(*replicas);
+        let wait_ms = wait.as_millis() as i64;
+        let acked: i64 = self
+            .run_on(client, self.timeout + *wait, client.wait(wanted, wait_ms))
+            .await?;
+        if acked < wanted {
+            return Err(CacheError::NotReplicated {
+                acked,
+                wanted: *replicas,
+            });
+        }
+        Ok(history)
     }
 
     /// Gives each missing counter of `keys` a random start value (`SET NX`, so one that
@@ -305,6 +359,34 @@ impl RedisStore {
         .await
     }
 
+    /// The history counter (0 when missing) and the server's `run_id`, one pipeline.
+    pub async fn history(&self) -> Result<(u64, Option<String>), CacheError> {
+        let pipeline = self.client.pipeline();
+        let _: () = pipeline.get(self.keys.history()).await?;
+        let _: () = pipeline.info(Some(fred::types::InfoKind::Server)).await?;
+        let (count, info): (Option<String>, String) = self.run(pipeline.all()).await?;
+        let run_id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|v| v.trim().to_string());
+        Ok((count.and_then(|v| v.parse().ok()).unwrap_or(0), run_id))
+    }
+
+    /// Makes everything stored so far unreachable (epoch jump) and raises the history
+    /// counter to `floor`; returns the new epoch.
+    pub async fn jump_epoch(&self, floor: u64) -> Result<u64, CacheError> {
+        let args = vec![
+            rand::random_range(1u64..1 << 40).to_string(),
+            rand::random_range(1u64 << 20..1 << 32).to_string(),
+            floor.to_string(),
+        ];
+        let keys = vec![self.keys.epoch(), self.keys.history()];
+        let epoch: String = self
+            .run(self.jump.evalsha_with_reload(&self.client, keys, args))
+            .await?;
+        Ok(epoch.parse().unwrap_or(0))
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         self.run(self.client.ping::<String>(None)).await.map(|_| ())
     }
@@ -328,6 +410,31 @@ impl RedisStore {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// A fred client configured as a cache client (see the module header), not connected.
+fn build_client(url: &str, timeout: Duration) -> Result<Client, CacheError> {
+    let mut config = Config::from_url(url)?;
+    // Retry the very first connection too, so the server starts while Redis is down.
+    config.fail_fast = false;
+    Ok(Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(1);
+            c.internal_command_timeout = Duration::from_secs(1);
+            // A cache command is worth one try: a miss is cheaper than a retry.
+            c.max_command_attempts = 1;
+            c.max_command_buffer_len = 10_000;
+            c.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(Duration::from_secs(2)),
+                interval: Duration::from_millis(500),
+            };
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+        })
+        // 0 attempts = forever; 50 ms doubling up to 2 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+        .build()?)
 }
 
 /// `SET key <random> NX` for each key.

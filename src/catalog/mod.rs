@@ -10,10 +10,12 @@
 //! - `lists`: which list counters a page reads and a write bumps.
 //! - `write`: create, update, delete in one transaction each.
 //! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
+//! - `history`: detecting a Redis that came back with older data (checked in Postgres).
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
 //! - `validate`: input rules.
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
 pub mod flight;
+pub mod history;
 pub mod hooks;
 pub mod lists;
 pub mod model;
@@ -98,6 +100,7 @@ impl Catalog {
             "",
             self.cache().ttls.clone(),
             Default::default(),
+            None,
         );
         match none {
             Ok(cache) => Self::new(self.db().clone(), Arc::new(cache)),

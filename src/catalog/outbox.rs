@@ -1,7 +1,10 @@
 //! Delivering invalidations. After a commit the catalog sends the write's tombstone and
-//! list counter bumps to the cache (one script: tombstones first, then the counters), and the mutation waits (up to one second) until Redis
-//! has it. With a shared cache (Redis) the same invalidation is first recorded in the
-//! write's transaction (`cache_outbox`) and deleted once Redis acknowledges it; if Redis
+//! list counter bumps to the cache (one script: tombstones first, then the counters),
+//! and the mutation waits (up to one second) until Redis has it. With a shared cache
+//! (Redis) the same invalidation is first recorded in the write's transaction
+//! (`cache_outbox`) and marked delivered once Redis acknowledges it, with the history
+//! counter value Redis gave it (`catalog::history` checks Redis against the highest;
+//! older delivered rows are pruned once a second); if Redis
 //! stayed unreachable, a replayer on every instance sends the recorded rows until it is
 //! back (every 50 ms on the instance that saw the failure, once a second on the others,
 //! which covers an instance that died). Replays are harmless: tombstones only ever raise
@@ -16,7 +19,7 @@ use std::{
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, sea_query::Expr,
 };
 
 use super::{Catalog, write::timed};
@@ -41,9 +44,23 @@ pub struct Written {
     pub gone: bool,
     /// A category the write created (its "absent" marker must go).
     pub new_category: Option<i32>,
-    /// The list counters it changes (`lists::write_counters`); `None` for an outbox row
-    /// recorded before rows carried them, whose replay clears the cache instead.
+    /// The list counters it changes (`lists::write_counters`); `None` when they are not
+    /// known (a row recorded before rows carried them, or a `larder seed` clear), whose
+    /// replay clears the cache instead.
     pub counters: Option<Vec<String>>,
+}
+
+impl Written {
+    /// No item and no known counters: delivering it clears the cache.
+    fn clear() -> Self {
+        Self {
+            product_id: 0,
+            version: 0,
+            gone: false,
+            new_category: None,
+            counters: None,
+        }
+    }
 }
 
 impl From<&cache_outbox::Model> for Written {
@@ -88,6 +105,32 @@ impl Catalog {
         ))
     }
 
+    /// Inside a transaction that changes rows behind the cache's back (`larder seed`):
+    /// records a row that names no item and no counters, whose delivery clears the whole
+    /// cache (an epoch bump), so the clear happens even if Redis is away right now.
+    pub(crate) async fn record_clear(
+        &self,
+        txn: &impl ConnectionTrait,
+    ) -> Result<Option<i64>, DbErr> {
+        self.record_invalidation(txn, &Written::clear()).await
+    }
+
+    /// Delivers every recorded invalidation now, trying for up to `limit`; false if
+    /// some are still pending (every instance's replayer keeps trying).
+    pub async fn deliver_pending(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.replay_once().await {
+                Ok(false) => return true,
+                Ok(true) => continue,
+                Err(()) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(()) => return false,
+            }
+        }
+    }
+
     /// After the commit: tombstones and the counter bumps, one round trip. On success
     /// the outbox row goes; on failure it stays for the replayer, which is woken.
     pub(super) async fn invalidate(&self, w: Written, outbox: Option<i64>) {
@@ -118,13 +161,12 @@ impl Catalog {
                 .invalidate(self.marks(written), &counters)
                 .await
             {
-                Ok(()) => {
+                Ok(history) => {
                     if let Some(id) = outbox
-                        && let Err(e) =
-                            timed(cache_outbox::Entity::delete_by_id(id).exec(self.db())).await
+                        && let Err(e) = timed(self.delivered(&[id], history)).await
                     {
-                        // Harmless: the replayer sends it again and deletes it then.
-                        tracing::warn!(error = %e, "could not delete a delivered outbox row");
+                        // Harmless: the replayer sends it again and records it then.
+                        tracing::warn!(error = %e, "could not record a delivered outbox row");
                     }
                     return;
                 }
@@ -156,7 +198,8 @@ impl Catalog {
     fn marks(&self, written: &[Written]) -> Vec<(Kind, Mark)> {
         let cache = self.cache();
         let mut marks = Vec::with_capacity(written.len());
-        for w in written {
+        // Product ids start at 1: id 0 is a clear (`Written::clear`), which marks nothing.
+        for w in written.iter().filter(|w| w.product_id > 0) {
             marks.push((
                 Kind::Product,
                 Mark {
@@ -221,15 +264,53 @@ impl Catalog {
                             "cache reachable and outbox replayed: reading through the cache again"
                         );
                     }
+                    if let Err(e) = catalog.prune_delivered().await {
+                        tracing::warn!(error = %e, "pruning delivered outbox rows failed");
+                    }
                 }
             }
         })
     }
 
-    /// One round: the oldest rows in one script call, then their deletion. `Ok(true)`
-    /// when more rows may be waiting.
+    /// Records rows as delivered, with the history counter value Redis gave them (the
+    /// anchor of `catalog::history`), in one statement.
+    async fn delivered(&self, ids: &[i64], history: u64) -> Result<(), DbErr> {
+        cache_outbox::Entity::update_many()
+            .col_expr(
+                cache_outbox::Column::DeliveredSeq,
+                Expr::value(history as i64),
+            )
+            .filter(cache_outbox::Column::Id.is_in(ids.iter().copied()))
+            .exec(self.db())
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes delivered rows except those holding the highest history value, which the
+    /// history check compares Redis against.
+    pub async fn prune_delivered(&self) -> Result<u64, DbErr> {
+        let highest = cache_outbox::Entity::find()
+            .select_only()
+            .expr(cache_outbox::Column::DeliveredSeq.max())
+            .into_tuple::<Option<i64>>()
+            .one(self.db())
+            .await?
+            .flatten();
+        let Some(highest) = highest else {
+            return Ok(0);
+        };
+        Ok(cache_outbox::Entity::delete_many()
+            .filter(cache_outbox::Column::DeliveredSeq.lt(highest))
+            .exec(self.db())
+            .await?
+            .rows_affected)
+    }
+
+    /// One round: the oldest undelivered rows in one script call, then recorded as
+    /// delivered. `Ok(true)` when more rows may be waiting.
     pub async fn replay_once(&self) -> Result<bool, ()> {
         let rows = cache_outbox::Entity::find()
+            .filter(cache_outbox::Column::DeliveredSeq.is_null())
             .order_by_asc(cache_outbox::Column::Id)
             .limit(REPLAY_BATCH)
             .all(self.db())
@@ -241,27 +322,21 @@ impl Catalog {
         let written: Vec<Written> = rows.iter().map(Written::from).collect();
         let counters = self.counter_keys(&written);
         let cache = self.cache();
-        if cache
-            .invalidate(self.marks(&written), &counters)
-            .await
-            .is_err()
-        {
+        let Ok(history) = cache.invalidate(self.marks(&written), &counters).await else {
             return Err(());
-        }
-        // A row from before rows named their counters: no way to know which lists it
-        // changed, so every entry goes (tombstones stay in force).
+        };
+        // A row that names no counters (a seed's, or one from before rows named them):
+        // no way to know which lists changed, so every entry goes (tombstones stay).
         if written.iter().any(|w| w.counters.is_none()) {
             if cache.clear().await.is_err() {
                 return Err(());
             }
-            tracing::warn!("replayed an outbox row without list counters: cleared the cache");
+            tracing::info!("delivered an outbox row without list counters: cleared the cache");
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        cache_outbox::Entity::delete_many()
-            .filter(cache_outbox::Column::Id.is_in(ids))
-            .exec(self.db())
+        self.delivered(&ids, history)
             .await
-            .map_err(|e| tracing::warn!(error = %e, "outbox delete failed"))?;
+            .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"))?;
         tracing::info!(rows = rows.len(), "replayed deferred cache invalidations");
         Ok(rows.len() as u64 == REPLAY_BATCH)
     }

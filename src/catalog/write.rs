@@ -241,7 +241,7 @@ impl Catalog {
         if self.hooks().naive_lists() {
             let counters = self.counter_keys(std::slice::from_ref(w));
             let _ = self.cache().invalidate(Vec::new(), &counters).await;
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

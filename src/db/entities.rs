@@ -64,6 +64,8 @@ pub mod cache_outbox {
         pub created_at: ChronoDateTimeUtc,
         /// List counters to bump, space-separated; NULL in rows older than the column.
         pub list_counters: Option<String>,
+        /// Redis's history counter after this row's delivery; NULL until delivered.
+        pub delivered_seq: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -568,8 +568,21 @@ async fn own_redis_cluster(
     test: &str,
     extra: &[(&str, &str)],
 ) -> Option<(Vec<Arc<TestApp>>, OwnRedis)> {
+    own_redis_cluster_in(test, extra, None).await
+}
+
+/// As `own_redis_cluster`, with the Redis keeping its snapshot in `dir` when given.
+async fn own_redis_cluster_in(
+    test: &str,
+    extra: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
+) -> Option<(Vec<Arc<TestApp>>, OwnRedis)> {
     let b = crate::helpers::redis_backend(test)?;
-    let redis = OwnRedis::start(OwnRedis::free_port()).await;
+    let port = OwnRedis::free_port();
+    let redis = match dir {
+        Some(dir) => OwnRedis::start_in(port, dir).await,
+        None => OwnRedis::start(port).await,
+    };
     let url = redis.url();
     let mut settings: Vec<(&str, &str)> = vec![("REDIS_URL", &url)];
     settings.extend_from_slice(extra);
@@ -640,6 +653,41 @@ async fn redis_stopped_and_restarted_mid_run_fails_no_read_and_serves_nothing_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rolled_back_to_an_older_snapshot_mid_run_serves_nothing_stale() {
+    let dir =
+        std::env::temp_dir().join(format!("larder-rollback-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some((apps, mut redis)) =
+        own_redis_cluster_in("redis_rolled_back_mid_run", &[], Some(&dir)).await
+    else {
+        return;
+    };
+    slow_fills(&apps, Duration::from_millis(2));
+    let (port, snapshot_dir) = (redis.port, dir.clone());
+    let restarted = Arc::new(tokio::sync::Mutex::new(None::<OwnRedis>));
+    let slot = restarted.clone();
+    let report = run(&apps, &until_stopped(), |stop| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let saved = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "SAVE"])
+            .output()
+            .expect("redis-cli");
+        assert!(String::from_utf8_lossy(&saved.stdout).contains("OK"));
+        // Writes land after the snapshot; then Redis comes back without them.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        redis.stop().await;
+        *slot.lock().await = Some(OwnRedis::start_in(port, &snapshot_dir).await);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        stop.store(true, Relaxed);
+    })
+    .await;
+    say(&report, "redis rolled back to a snapshot 1 s old");
+    assert!(report.writes > 0, "{report:?}");
+    assert_eq!((report.stale, report.wrong_members), (0, 0), "{report:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_mid_run_delays_no_read_past_its_timeout_and_loses_no_invalidation() {
     let Some((apps, redis)) = own_redis_cluster("redis_paused_mid_run", &[]).await else {
         return;
@@ -666,27 +714,13 @@ async fn redis_paused_mid_run_delays_no_read_past_its_timeout_and_loses_no_inval
     // Every invalidation recorded during the pause was delivered and its row deleted.
     let mut left = u64::MAX;
     for _ in 0..40 {
-        left = outbox_rows(&apps[0]).await;
+        left = apps[0].pending_outbox_rows().await;
         if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "outbox not drained");
-}
-
-async fn outbox_rows(app: &TestApp) -> u64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let db = app.catalog.db();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM cache_outbox",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<i64>("", "n").unwrap() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

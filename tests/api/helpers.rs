@@ -316,6 +316,21 @@ impl TestApp {
     }
 
     /// POST a query without credentials.
+    /// Outbox rows not yet delivered to the cache.
+    pub async fn pending_outbox_rows(&self) -> u64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.catalog.db();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM cache_outbox WHERE delivered_seq IS NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap() as u64
+    }
+
     pub async fn gql(&self, query: &str, variables: Value) -> Gql {
         self.send(
             self.client
@@ -453,6 +468,26 @@ impl OwnRedis {
     pub async fn start_in(port: u16, dir: &std::path::Path) -> Self {
         let dir = dir.display().to_string();
         Self::start_with(port, &["--dir", &dir, "--dbfilename", "dump.rdb"]).await
+    }
+
+    /// A redis-server replicating `master` (on loopback).
+    pub async fn start_replica(port: u16, master: u16) -> Self {
+        let master = master.to_string();
+        Self::start_with(port, &["--replicaof", "127.0.0.1", &master]).await
+    }
+
+    /// A redis-server writing an AOF (`appendfsync always`) under `dir`.
+    pub async fn start_aof(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.display().to_string();
+        let args = [
+            "--dir",
+            &dir,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        Self::start_with(port, &args).await
     }
 
     async fn start_with(port: u16, extra: &[&str]) -> Self {

@@ -2,6 +2,7 @@
 //! Every test starts real servers with `helpers::spawn_app`.
 mod cache;
 mod consistency;
+mod durability;
 mod fuzz;
 mod helpers;
 mod http;

@@ -1,0 +1,122 @@
+//! The history check: is the Redis this instance reads the one that acknowledged the
+//! catalog's invalidations? Redis can come back with older data than it acknowledged (a
+//! restart from an RDB snapshot or a backup, an AOF that lost its last second, an
+//! asynchronous replica promoted), and then tombstones and list counter bumps written
+//! since are gone: every entry from before would read as current until its TTL ends.
+//!
+//! The anchor is Postgres, the source of truth, so a freshly started instance can check
+//! too: every delivered invalidation advances a history counter in Redis (the mark
+//! script's `INCR hist`) and records the value it got in its outbox row in Postgres
+//! (`delivered_seq`). A Redis whose counter is below the highest value Postgres recorded
+//! has lost acknowledged invalidations. Postgres is read first, then Redis: a value
+//! recorded in between was already in Redis when it was recorded, so a healthy Redis is
+//! never judged behind.
+//!
+//! The check runs at start, after every (re)connect or connection error (until it passes,
+//! reads go around the cache: `Cache::history_checked`) and once a second. On lost
+//! history the epoch jumps (everything stored before becomes unreachable: a cold cache
+//! is the cost of a lossy restart) and the counter is raised to Postgres's; then reads
+//! trust Redis again. With Postgres unreachable, a reconnect to the same server process
+//! (same `run_id`, which a restart changes) passes; anything else waits for Postgres.
+use std::time::{Duration, Instant};
+
+use sea_orm::{ColumnTrait, EntityTrait, QuerySelect};
+
+use super::Catalog;
+use crate::db::entities::cache_outbox;
+
+/// How often the check runs while everything is fine.
+const EVERY: Duration = Duration::from_secs(1);
+/// How often the checker looks for a reconnect that needs a check now.
+const POLL: Duration = Duration::from_millis(20);
+/// How soon a check that could not decide is tried again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// What one check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Redis holds every invalidation Postgres recorded as delivered.
+    Intact,
+    /// Redis had lost some; its epoch jumped, and it is trusted again.
+    Repaired,
+    /// Could not decide (Redis or Postgres unreachable); reads keep going around the
+    /// cache if they did.
+    Unknown,
+}
+
+impl Catalog {
+    /// One history check (see the module header). Only the Redis store has a history.
+    pub async fn check_history(&self) -> Verdict {
+        let cache = self.cache();
+        let connections = cache.connections();
+        let recorded = cache_outbox::Entity::find()
+            .select_only()
+            .expr(cache_outbox::Column::DeliveredSeq.max())
+            .into_tuple::<Option<i64>>()
+            .one(self.db())
+            .await;
+        let Some(redis) = cache.history().await else {
+            return Verdict::Intact;
+        };
+        let (count, run_id) = match redis {
+            Ok(v) => v,
+            Err(_) => return Verdict::Unknown,
+        };
+        let recorded = match recorded {
+            Ok(v) => v.flatten().unwrap_or(0).max(0) as u64,
+            Err(e) => {
+                // Without Postgres: the same server process cannot have gone back.
+                if run_id.is_some() && run_id == cache.history_run_id() {
+                    cache.history_passed(connections, run_id);
+                    return Verdict::Intact;
+                }
+                tracing::warn!(error = %e, "cannot check the cache's history without the database");
+                return Verdict::Unknown;
+            }
+        };
+        if count >= recorded {
+            cache.history_passed(connections, run_id);
+            return Verdict::Intact;
+        }
+        cache.history_lost();
+        tracing::warn!(
+            redis = count,
+            postgres = recorded,
+            "the cache lost acknowledged invalidations (restored or failed over to older data): retiring every entry"
+        );
+        match cache.jump_epoch(recorded).await {
+            Ok(epoch) => {
+                crate::metrics::history_repaired();
+                tracing::info!(epoch, "cache epoch jumped; reading through the cache again");
+                cache.history_passed(connections, run_id);
+                Verdict::Repaired
+            }
+            Err(e) => {
+                cache.log_error(&e);
+                Verdict::Unknown
+            }
+        }
+    }
+
+    /// Runs the check for the life of the app: at once after every (re)connect, and
+    /// every second.
+    pub fn spawn_history_checker(&self) -> tokio::task::JoinHandle<()> {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            let (mut next, mut decided) = (Instant::now(), true);
+            loop {
+                let cache = catalog.cache();
+                let now = Instant::now();
+                // A reconnect needs a check at once, unless the last one could not decide
+                // (then it waits RETRY, so an outage is not polled every POLL).
+                let due = now >= next || (decided && !cache.history_checked());
+                if due && cache.is_connected() {
+                    let verdict = catalog.check_history().await;
+                    decided = verdict != Verdict::Unknown;
+                    next = Instant::now() + if decided { EVERY } else { RETRY };
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+    }
+}

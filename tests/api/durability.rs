@@ -1,0 +1,310 @@
+//! Never stale when Redis loses data: a Redis that comes back from an older snapshot, an
+//! older AOF, or empty, serves nothing older than the last acknowledged write, through
+//! every instance, including one started after the rollback (the history check,
+//! `catalog::history`).
+use std::{path::Path, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{OwnRedis, TestApp, redis_backend, spawn_app_with, spawn_sibling};
+
+const ITEM: &str = "query($id: ID!) { product(id: $id) { version stockQuantity } }";
+
+fn in_stock_page(category: &str) -> String {
+    format!(
+        r#"{{ products(first: 10, filter: {{ categoryId: "{category}", inStock: true }}) {{ totalCount nodes {{ id }} }} }}"#
+    )
+}
+
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("larder-{what}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A product and an `inStock` page of its category, both cached at version 1 through
+/// every instance. Returns (product id, page query).
+async fn cached_everywhere(apps: &[&TestApp]) -> (String, String) {
+    let id = apps[0].create("Kept", "2.00", "Restore", 3).await;
+    let r = apps[0]
+        .gql(
+            "query($id: ID!) { product(id: $id) { category { id } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let page = in_stock_page(r.ok()["product"]["category"]["id"].as_str().unwrap());
+    for app in apps {
+        for _ in 0..2 {
+            assert_eq!(
+                app.gql(ITEM, json!({ "id": id })).await.ok()["product"]["version"],
+                1
+            );
+            assert_eq!(
+                app.gql(&page, json!({})).await.ok()["products"]["totalCount"],
+                1
+            );
+        }
+    }
+    (id, page)
+}
+
+/// Reads through every app for `over`, alternating: each must show version 2, out of
+/// stock and off the `inStock` page.
+async fn all_fresh(apps: &[&TestApp], id: &str, page: &str, over: Duration) -> usize {
+    let start = std::time::Instant::now();
+    let mut reads = 0;
+    while start.elapsed() < over {
+        for app in apps {
+            let item = app.gql(ITEM, json!({ "id": id })).await;
+            assert_eq!(
+                item.ok()["product"],
+                json!({ "version": 2, "stockQuantity": 0 }),
+                "read {reads}: {}",
+                item.body
+            );
+            let listed = app.gql(page, json!({})).await;
+            assert_eq!(
+                listed.ok()["products"]["totalCount"],
+                0,
+                "read {reads}: {}",
+                listed.body
+            );
+            reads += 2;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reads
+}
+
+async fn wait_connected(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app.catalog.cache().is_connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How Redis comes back after the write.
+#[derive(Clone, Copy, Debug)]
+enum Comeback {
+    /// From an RDB snapshot taken before the write.
+    Snapshot,
+    /// From a copy of its AOF taken before the write.
+    OlderAof,
+    /// With no data at all.
+    Empty,
+}
+
+async fn start_redis(port: u16, dir: &Path, how: Comeback) -> OwnRedis {
+    match how {
+        Comeback::Snapshot => OwnRedis::start_in(port, dir).await,
+        Comeback::OlderAof => OwnRedis::start_aof(port, dir).await,
+        Comeback::Empty => OwnRedis::start(port).await,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+async fn comeback_serves_nothing_stale(test: &str, how: Comeback) {
+    let Some(b) = redis_backend(test) else {
+        return;
+    };
+    let dir = temp_dir("durable");
+    let port = OwnRedis::free_port();
+    let mut redis = match how {
+        Comeback::OlderAof => OwnRedis::start_aof(port, &dir).await,
+        _ => OwnRedis::start_in(port, &dir).await,
+    };
+    let a = spawn_app_with(&b, &[("REDIS_URL", &redis.url())]).await;
+    let b2 = spawn_sibling(&a).await;
+    let (id, page) = cached_everywhere(&[&a, &b2]).await;
+    // The older state Redis will come back with.
+    let older = dir.join("older");
+    match how {
+        Comeback::Snapshot => assert_eq!(redis_cli(port, &["SAVE"]), "OK"),
+        Comeback::OlderAof => copy_dir(&dir.join("appendonlydir"), &older),
+        Comeback::Empty => {}
+    }
+    let w = a.update(&id, json!({ "stockQuantity": 0 })).await;
+    assert_eq!(w.ok()["updateProduct"]["version"], 2);
+    redis.stop().await;
+    if let Comeback::OlderAof = how {
+        std::fs::remove_dir_all(dir.join("appendonlydir")).unwrap();
+        copy_dir(&older, &dir.join("appendonlydir"));
+    }
+    redis = start_redis(port, &dir, how).await;
+    if let Comeback::Snapshot | Comeback::OlderAof = how {
+        // It really came back with the old entries.
+        let raw = redis_cli(port, &["KEYS", "*p:*"]);
+        assert!(!raw.is_empty(), "{how:?}: Redis came back empty");
+    }
+    wait_connected(&a).await;
+    wait_connected(&b2).await;
+    let reads = all_fresh(&[&a, &b2], &id, &page, Duration::from_secs(2)).await;
+    assert!(reads >= 40, "{reads} reads");
+    // An instance started after the rollback has no memory of it: Postgres tells it.
+    let late = spawn_sibling(&a).await;
+    all_fresh(&[&late], &id, &page, Duration::from_millis(300)).await;
+    // And the cache is used again afterwards.
+    let again: Value = late.gql(ITEM, json!({ "id": id })).await.body;
+    let hit = late.gql(ITEM, json!({ "id": id })).await;
+    assert_eq!(hit.x_cache(), "HIT", "{} then {}", again, hit.body);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_redis_restored_from_an_older_snapshot_serves_nothing_stale_anywhere() {
+    comeback_serves_nothing_stale(
+        "a_redis_restored_from_an_older_snapshot",
+        Comeback::Snapshot,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_restarted_from_an_older_aof_serves_nothing_stale_anywhere() {
+    comeback_serves_nothing_stale("a_redis_restarted_from_an_older_aof", Comeback::OlderAof).await;
+}
+
+#[tokio::test]
+async fn a_redis_restarted_empty_serves_nothing_stale_anywhere() {
+    comeback_serves_nothing_stale("a_redis_restarted_empty", Comeback::Empty).await;
+}
+
+/// Waits until `master` reports `n` replicas online.
+async fn replicas_online(master: u16, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = redis_cli(master, &["INFO", "replication"]);
+        let online = info.lines().filter(|l| l.contains("state=online")).count();
+        if online >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never came online: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_wait_replicas_a_mutation_returns_after_its_tombstone_reached_the_replica() {
+    let Some(b) = redis_backend("with_wait_replicas_a_mutation_returns_after_its_tombstone") else {
+        return;
+    };
+    let (mp, rp) = (OwnRedis::free_port(), OwnRedis::free_port());
+    let master = OwnRedis::start(mp).await;
+    let replica = OwnRedis::start_replica(rp, mp).await;
+    replicas_online(mp, 1).await;
+    let app = spawn_app_with(
+        &b,
+        &[("REDIS_URL", &master.url()), ("CACHE_WAIT_REPLICAS", "1")],
+    )
+    .await;
+    let id = app.create("Copied", "1.00", "Replicated", 1).await;
+    let prefix = app.settings["CACHE_PREFIX"].clone();
+    let key = format!("{{{prefix}}}p:{id}");
+    for version in 2..=4 {
+        let w = app.update(&id, json!({ "stockQuantity": version })).await;
+        assert_eq!(w.ok()["updateProduct"]["version"], version);
+        // Read from the replica the moment the mutation returned.
+        assert_eq!(redis_cli(rp, &["GET", &key]), format!("P|{version}"));
+    }
+    assert_eq!(app.pending_outbox_rows().await, 0);
+
+    // A replica that cannot acknowledge: the write is committed and answered, its
+    // invalidation is on the master (reads use it), and its outbox row stays pending...
+    replica.pause(true);
+    let started = std::time::Instant::now();
+    let w = app.update(&id, json!({ "stockQuantity": 9 })).await;
+    assert_eq!(w.ok()["updateProduct"]["version"], 5, "{}", w.body);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "it waited for the replica"
+    );
+    assert_eq!(redis_cli(mp, &["GET", &key]), "P|5");
+    let r = app.gql(ITEM, json!({ "id": id })).await;
+    assert_eq!(r.ok()["product"]["version"], 5);
+    assert_eq!(app.pending_outbox_rows().await, 1);
+    // ...until the replica is back and has it.
+    replica.pause(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.pending_outbox_rows().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never replayed to the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let on_replica = redis_cli(rp, &["GET", &key]);
+    assert!(
+        on_replica == "P|5" || on_replica.starts_with("V|5|"),
+        "{on_replica}"
+    );
+}
+
+#[tokio::test]
+async fn a_seed_while_redis_is_down_still_clears_the_cache_once_it_is_back() {
+    let Some(b) = redis_backend("a_seed_while_redis_is_down_still_clears_the_cache") else {
+        return;
+    };
+    let dir = temp_dir("seed");
+    let port = OwnRedis::free_port();
+    let mut redis = OwnRedis::start_in(port, &dir).await;
+    let app = spawn_app_with(&b, &[("REDIS_URL", &redis.url())]).await;
+    app.create("First", "1.00", "Seeded", 1).await;
+    let page = "{ products(first: 1) { totalCount } }";
+    for _ in 0..2 {
+        assert_eq!(
+            app.gql(page, json!({})).await.ok()["products"]["totalCount"],
+            1
+        );
+    }
+    // Redis goes away holding the page; rows arrive behind the cache's back.
+    assert_eq!(redis_cli(port, &["SAVE"]), "OK");
+    redis.stop().await;
+    let added = larder::seed::seed_products(&app.catalog, 3).await.unwrap();
+    assert_eq!(added, 3);
+    assert!(
+        app.pending_outbox_rows().await >= 1,
+        "the clear is recorded"
+    );
+    // Back with the old page: the recorded clear is delivered before it is served.
+    redis = OwnRedis::start_in(port, &dir).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.pending_outbox_rows().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clear was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let late = spawn_sibling(&app).await;
+    for reader in [&app, &late] {
+        let r = reader.gql(page, json!({})).await;
+        assert_eq!(r.ok()["products"]["totalCount"], 4, "{}", r.body);
+    }
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -308,3 +308,31 @@ async fn a_seed_while_redis_is_down_still_clears_the_cache_once_it_is_back() {
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_fresh_start_on_redis_uses_the_cache_from_the_first_request() {
+    let Some(b) = redis_backend("a_fresh_start_on_redis_uses_the_cache_from_the_first_request")
+    else {
+        return;
+    };
+    // Without a seed to wait for, the very first request comes at once.
+    let bare = spawn_app_with(&b, &[]).await;
+    let first = bare.gql(ITEM, json!({ "id": "1" })).await;
+    assert_eq!(first.x_cache(), "MISS", "{}", first.body);
+    // The demo seed runs at start too, and its cache clear must land before requests.
+    let app = spawn_app_with(&b, &[("SEED_DEMO", "true")]).await;
+    let ready: Value = app.get_json("/ready").await;
+    assert_eq!(
+        ready["cache"],
+        json!({ "backend": "redis", "connected": true, "trusted": true, "reason": null })
+    );
+    assert_eq!(
+        app.pending_outbox_rows().await,
+        0,
+        "the seed's clear was delivered"
+    );
+    let first = app.gql(ITEM, json!({ "id": "1" })).await;
+    assert_eq!(first.x_cache(), "MISS", "{}", first.body);
+    let second = app.gql(ITEM, json!({ "id": "1" })).await;
+    assert_eq!(second.x_cache(), "HIT", "{}", second.body);
+}

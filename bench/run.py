@@ -72,6 +72,8 @@ READS = {
 # The mutation mix sends this with ids 1..10,000 and stock 0..499, one line per body,
 # which oha picks at random for each request (-Z).
 MUTATION = 'mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {stock} }}) {{ version }} }}'
+# Connection counts of the high-concurrency runs (cached product(id), closed loop).
+CROWDS = (256, 2000, 5000)
 # Requests/s of the list mix (pages 90%, stock updates 10%, by requests).
 LIST_MIX_RATE = 2000
 
@@ -343,6 +345,8 @@ class Server:
             "cache_hits": metric_sum(samples, "cache_events_total", event="hit"),
             "cache_misses": metric_sum(samples, "cache_events_total", event="miss"),
             "cache_errors": metric_sum(samples, "cache_events_total", event="error"),
+            "shed": metric_sum(samples, "http_requests_shed_total"),
+            "db_refused": metric_sum(samples, "db_reads_refused_total"),
             "list_hits": metric_sum(samples, "cache_events_total", event="hit", kind="list"),
             "list_misses": metric_sum(samples, "cache_events_total", event="miss", kind="list"),
             "graphql_errors": metric_sum(samples, "graphql_operations_total", outcome="error"),
@@ -483,6 +487,10 @@ def server_figures(before: dict, after: dict) -> dict:
         "list_hit_rate": (d["list_hits"] / (d["list_hits"] + d["list_misses"]))
         if d["list_hits"] + d["list_misses"] else None,
         "list_misses": int(d["list_misses"]),
+        # Requests refused at MAX_IN_FLIGHT (503 OVERLOADED), database reads refused by
+        # the read bound (OVERLOADED): both should be 0 at the loads the bench drives.
+        "shed": int(d["shed"]),
+        "db_refused": int(d["db_refused"]),
         # Cache commands that failed or timed out (CACHE_TIMEOUT_MS): served from the database.
         "cache_errors": int(d["cache_errors"]),
         # Operations answered with GraphQL errors (HTTP 200 or not): should be 0.
@@ -538,6 +546,22 @@ class Bench:
                 "cache": cache, "method": method, "scenario": scenario,
                 "query": READS.get(scenario, "GET /health"), "command": cmd,
                 **oha_figures, **figures}
+
+    def crowd(self, server: Server, connections: int) -> dict:
+        """Cached `product(id)` from `connections` connections (closed loop, 5 s request
+        timeout, as wrk's --timeout 5s): errors, shed requests, hit rate, SQL/request."""
+        load = ["-z", f"{self.s['duration']}s", "-c", str(connections), "-t", "5s"]
+        cmd = oha_cmd(self.oha, load, oha_read_args(server.base, "product"))
+        time.sleep(0.5)
+        before = server.snapshot()
+        result = self._run(cmd, f"crowd-{connections}", self.s["duration"] + 60)
+        time.sleep(1.0)
+        after = server.snapshot()
+        cache = server.env["CACHE_BACKEND"]
+        return {"id": f"product-crowd-{connections}/{cache}", "name": f"product at {connections} conns",
+                "kind": "crowd", "cache": cache, "scenario": "product", "connections": connections,
+                "query": READS["product"], "command": cmd,
+                **summarize_oha(result), **server_figures(before, after)}
 
     def fixed_rate(self, server: Server, scenario: str, label: str) -> dict:
         load = ["-q", str(self.s["rate"]), "-z", f"{self.s['rate_duration']}s",
@@ -824,6 +848,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     preflight()
+    # oha at 5,000 connections needs as many descriptors (children inherit the limit).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     oha = find_oha(install=not args.no_install)
     oha_version = out_of([oha, "--version"])
     if not oha_version.startswith("oha " + OHA_VERSION.rsplit(".", 1)[0] + "."):
@@ -909,6 +936,9 @@ def main() -> int:
         v = check_mutation(server)
         log(f"mutation mix ({settings['duration']} s; product 7 is at version {v})")
         results.append(bench.mix(server, "mix 9:1 conns", db))
+        for conns in CROWDS:
+            log(f"crowd: product at {conns} connections ({settings['duration']} s)")
+            results.append(bench.crowd(server, conns))
         for rnd in (1, 2):
             log(f"list mix round {rnd}: pages and 10% stock updates at {LIST_MIX_RATE} req/s "
                 f"({settings['duration']} s)")
@@ -952,6 +982,12 @@ def main() -> int:
                   f"of {lm['requests']} requests; list hit rate "
                   f"{fmt(lm['list_hit_rate'] * 100 if lm['list_hit_rate'] is not None else None, '.2f')} % "
                   f"({lm['list_misses']} list misses)")
+        for c in (r for r in results if r["kind"] == "crowd"):
+            print(f"{c['name']}: {fmt(c['rps'], ',.0f')} req/s, p50 {fmt(c['p50_ms'], '.1f')} ms, "
+                  f"{c['non_2xx'] + c['error_count'] + c['graphql_errors']} errors, {c['shed']} shed, "
+                  f"{c['db_refused']} database reads refused, hit rate "
+                  f"{fmt(c['cache_hit_rate'] * 100 if c['cache_hit_rate'] is not None else None, '.1f')} %, "
+                  f"{fmt(c['sql_reads_per_req'], '.3f')} SQL/request")
         rate = next(r for r in results if r["kind"] == "fixed-rate")
         print(f"fixed rate: achieved {fmt(rate['rps'], ',.0f')} of {settings['rate']} req/s; "
               "its percentiles are latency-corrected (measured from the scheduled send time)")

@@ -87,7 +87,12 @@ impl Application {
         // A bounded wait, so the demo seed and the first requests find the cache
         // connected instead of reading around it (Redis may also be down: go on then).
         cache.wait_connected(Duration::from_secs(2)).await;
-        let catalog = Catalog::new(db, Arc::new(cache));
+        let reads = crate::catalog::ReadBound::new(
+            config.db_read_concurrency,
+            config.db_read_queue,
+            config.db_timeout,
+        );
+        let catalog = Catalog::with_read_bound(db, Arc::new(cache), reads);
         if catalog.cache().backend() == "redis" {
             catalog.spawn_outbox_replayer();
             catalog.spawn_history_checker();
@@ -196,6 +201,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::render))
         .fallback(get(crate::web::asset))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::overload::Gate::new(state.config.max_in_flight),
+            crate::overload::shed,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

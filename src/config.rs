@@ -60,6 +60,15 @@ pub struct Config {
     pub cache_ttls: CacheTtls,
     /// How long one Redis command may take before it counts as a miss.
     pub cache_timeout: Duration,
+    /// How long a cache read may wait on a connected Redis before its request reads the
+    /// database instead (slow is not down).
+    pub cache_read_budget: Duration,
+    /// Database reads at once (below the pool size, leaving room for writes).
+    pub db_read_concurrency: usize,
+    /// Database reads that may wait for one of those slots; beyond: `OVERLOADED`.
+    pub db_read_queue: usize,
+    /// Requests served at once; beyond, 503 `OVERLOADED` with `Retry-After`.
+    pub max_in_flight: usize,
     /// Replicas a write's tombstone must reach (`WAIT`) before its mutation reports it
     /// delivered; 0 = off.
     pub cache_wait_replicas: u32,
@@ -111,9 +120,10 @@ impl Config {
         let redis_url = get("REDIS_URL");
         let cache_backend =
             resolve_backend(get("CACHE_BACKEND").as_deref(), &database_url, &redis_url)?;
+        let db_max_connections: u32 = parse(&get, "DB_MAX_CONNECTIONS", 10)?;
         Ok(Self {
             bind_addr: parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
-            db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", 10)?,
+            db_max_connections,
             db_timeout: Duration::from_millis(parse(&get, "DB_TIMEOUT_MS", 750)?),
             cache_prefix: get("CACHE_PREFIX").unwrap_or_else(|| "larder:".into()),
             cache_ttls: CacheTtls {
@@ -124,6 +134,13 @@ impl Config {
                 jitter_percent: parse(&get, "CACHE_TTL_JITTER_PERCENT", 10u32)?.min(50),
             },
             cache_timeout: Duration::from_millis(parse(&get, "CACHE_TIMEOUT_MS", 100)?),
+            cache_read_budget: Duration::from_millis(parse(&get, "CACHE_READ_BUDGET_MS", 500)?),
+            db_read_concurrency: match parse(&get, "DB_READ_CONCURRENCY", 0usize)? {
+                0 => (db_max_connections as usize).saturating_sub(2).max(1),
+                n => n,
+            },
+            db_read_queue: parse(&get, "DB_READ_QUEUE", 1024usize)?,
+            max_in_flight: parse(&get, "MAX_IN_FLIGHT", 10_000usize)?,
             cache_wait_replicas: parse(&get, "CACHE_WAIT_REPLICAS", 0u32)?,
             cache_wait_timeout: Duration::from_millis(parse(&get, "CACHE_WAIT_TIMEOUT_MS", 100)?),
             seed_demo: parse(&get, "SEED_DEMO", true)?,
@@ -229,6 +246,10 @@ impl fmt::Debug for Config {
             .field("cache_prefix", &self.cache_prefix)
             .field("cache_ttls", &self.cache_ttls)
             .field("cache_timeout", &self.cache_timeout)
+            .field("cache_read_budget", &self.cache_read_budget)
+            .field("db_read_concurrency", &self.db_read_concurrency)
+            .field("db_read_queue", &self.db_read_queue)
+            .field("max_in_flight", &self.max_in_flight)
             .field("cache_wait_replicas", &self.cache_wait_replicas)
             .field("cache_wait_timeout", &self.cache_wait_timeout)
             .field("seed_demo", &self.seed_demo)

@@ -37,10 +37,13 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A malformed GraphQL-over-HTTP request (bad JSON, missing query, batches).
     BadRequest,
+    /// The server is past a load bound: more requests in flight than `MAX_IN_FLIGHT`
+    /// (503 with `Retry-After`), or more database reads waiting than `DB_READ_QUEUE`.
+    Overloaded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::BadUserInput,
         Self::NotFound,
         Self::Unauthenticated,
@@ -54,6 +57,7 @@ impl ErrorCode {
         Self::NotAcceptable,
         Self::PayloadTooLarge,
         Self::BadRequest,
+        Self::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +75,7 @@ impl ErrorCode {
             Self::NotAcceptable => "NOT_ACCEPTABLE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::BadRequest => "BAD_REQUEST",
+            Self::Overloaded => "OVERLOADED",
         }
     }
 
@@ -79,9 +84,10 @@ impl ErrorCode {
     /// only for `application/graphql-response+json` (see `graphql::transport`).
     pub fn status(self) -> StatusCode {
         match self {
-            Self::Timeout | Self::DatabaseUnavailable | Self::CacheUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Timeout
+            | Self::DatabaseUnavailable
+            | Self::CacheUnavailable
+            | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -141,14 +147,28 @@ pub enum AppError {
     Unavailable,
     /// The cache is needed (`clearCache`) and cannot be reached.
     CacheUnavailable,
+    /// Too many database reads already waiting (`DB_READ_QUEUE`), or none could start
+    /// within `DB_TIMEOUT_MS`: the server is overloaded, the database is not down.
+    Overloaded,
     /// The database failed; the text stays in the logs.
     Database(sea_orm::DbErr),
     /// Anything else that should not happen.
     Internal(String),
 }
 
+/// The marker of a database read refused by the read bound (`Catalog::read_sql`).
+pub const READ_QUEUE_FULL: &str = "larder: database read bound reached";
+
+/// Whether a database error is the read bound's refusal, not the database's.
+pub fn db_overloaded(e: &sea_orm::DbErr) -> bool {
+    matches!(e, sea_orm::DbErr::Custom(m) if m == READ_QUEUE_FULL)
+}
+
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
+        if db_overloaded(&e) {
+            return Self::Overloaded;
+        }
         if db_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             Self::Unavailable
@@ -204,6 +224,7 @@ impl AppError {
             Self::Unauthenticated => ErrorCode::Unauthenticated,
             Self::Unavailable => ErrorCode::DatabaseUnavailable,
             Self::CacheUnavailable => ErrorCode::CacheUnavailable,
+            Self::Overloaded => ErrorCode::Overloaded,
             Self::Database(_) | Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -222,6 +243,7 @@ impl AppError {
             }
             Self::Unavailable => "the database is unavailable; try again shortly".into(),
             Self::CacheUnavailable => "the cache is unreachable; try again when it is back".into(),
+            Self::Overloaded => "the server is overloaded; try again shortly".into(),
             Self::Database(_) | Self::Internal(_) => {
                 "internal error; the server log has the details under this request's id".into()
             }

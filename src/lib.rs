@@ -12,6 +12,7 @@
 //! - `web`: the dashboard's files (`frontend/`), embedded and served at `/`.
 //! - `error`: `AppError` and its GraphQL `extensions.code`.
 //! - `metrics`: Prometheus metrics, served at `/metrics`.
+//! - `overload`: shedding beyond `MAX_IN_FLIGHT` requests at once.
 pub mod app;
 pub mod cache;
 pub mod catalog;
@@ -20,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
+pub mod overload;
 pub mod seed;
 pub mod telemetry;
 pub mod web;

@@ -224,3 +224,18 @@ pub fn history_repaired() {
 pub fn wait_short() {
     counter!("cache_wait_short_total").increment(1);
 }
+
+/// A cache read slower than `CACHE_TIMEOUT_MS` that was waited out (within its budget).
+pub fn cache_slow_read() {
+    counter!("cache_slow_reads_total").increment(1);
+}
+
+/// A database read refused by the read bound (`DB_READ_QUEUE`, or no slot in time).
+pub fn db_read_refused() {
+    counter!("db_reads_refused_total").increment(1);
+}
+
+/// A request refused because `MAX_IN_FLIGHT` requests were already being served.
+pub fn shed() {
+    counter!("http_requests_shed_total").increment(1);
+}

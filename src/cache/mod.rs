@@ -32,6 +32,7 @@ pub use stats::{CacheStats, Event, Kind, RequestTally};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    // `Timeout` and `NotReplicated` say Redis is slow, not gone: see `is_loss`.
     #[error("cache not connected")]
     Unavailable,
     #[error("cache command timed out")]
@@ -42,6 +43,20 @@ pub enum CacheError {
     NotReplicated { acked: i64, wanted: u32 },
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
+}
+
+impl CacheError {
+    /// Whether the error may mean an invalidation was lost (the connection went, or
+    /// Redis lost its keys): only such errors send an instance around the cache. A slow
+    /// answer (a timeout, the breaker after one) because this process or Redis is busy
+    /// is not a cache that is down.
+    pub fn is_loss(&self) -> bool {
+        match self {
+            Self::Unavailable | Self::Unseeded => true,
+            Self::Timeout | Self::NotReplicated { .. } => false,
+            Self::Redis(e) => *e.kind() != fred::error::ErrorKind::Timeout,
+        }
+    }
 }
 
 /// What one read round trip returns: the epoch at that moment, the value of each asked
@@ -109,20 +124,26 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache of `kind`; `wait` = (replicas, timeout) for `CACHE_WAIT_REPLICAS`.
+    /// A cache of `kind`; `read_budget` bounds a cache read's wait (`timeout` every
+    /// other command's); `wait` = (replicas, timeout) for `CACHE_WAIT_REPLICAS`.
     pub fn new(
         kind: CacheBackendKind,
         redis_url: Option<&str>,
         prefix: &str,
         ttls: CacheTtls,
         timeout: Duration,
+        read_budget: Duration,
         wait: Option<(u32, Duration)>,
     ) -> Result<Self, CacheError> {
         let keys = Keys::new(prefix);
         let store = match (kind, redis_url) {
-            (CacheBackendKind::Redis, Some(url)) => {
-                Store::Redis(redis::RedisStore::start(url, keys.clone(), timeout, wait)?)
-            }
+            (CacheBackendKind::Redis, Some(url)) => Store::Redis(redis::RedisStore::start(
+                url,
+                keys.clone(),
+                timeout,
+                read_budget,
+                wait,
+            )?),
             (CacheBackendKind::Memory, _) => Store::Memory(memory::MemoryStore::new(200_000)),
             _ => Store::None,
         };
@@ -147,6 +168,7 @@ impl Cache {
             &config.cache_prefix,
             config.cache_ttls.clone(),
             config.cache_timeout,
+            config.cache_read_budget,
             Some((config.cache_wait_replicas, config.cache_wait_timeout)),
         )
     }
@@ -307,8 +329,9 @@ impl Cache {
                 crate::metrics::wait_short();
                 Err(e)
             }
+            // Not yet a lost invalidation: the outbox keeps trying, and only when it
+            // gives up (`undelivered`) does this instance read around the cache.
             Err(e) => {
-                self.record_error();
                 self.stats.add(Kind::List, Event::Error, 1);
                 Err(e)
             }
@@ -508,6 +531,12 @@ impl Cache {
         self.error_seq.load(SeqCst)
     }
 
+    /// An invalidation of this instance's could not be delivered in time: until the
+    /// outbox has replayed it, reads go around the cache.
+    pub fn undelivered(&self) {
+        self.record_error();
+    }
+
     fn record_error(&self) {
         if matches!(self.store, Store::Redis(_)) {
             self.error_seq.fetch_add(1, SeqCst);
@@ -531,7 +560,9 @@ impl Cache {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.record_error();
+                if e.is_loss() {
+                    self.record_error();
+                }
                 self.stats.add(kind, Event::Error, 1);
                 self.log_error(&e);
                 None
@@ -604,6 +635,7 @@ mod tests {
                 jitter_percent: 10,
             },
             Duration::from_millis(100),
+            Duration::from_millis(500),
             None,
         )
         .expect("a cache");

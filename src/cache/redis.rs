@@ -1,9 +1,10 @@
 //! The Redis/Valkey store through fred, configured as a cache rather than a database:
 //! connect in the background and retry forever with exponential backoff, a short
-//! command timeout, no command retries, a bounded command buffer, detection of
-//! unresponsive connections, an instant "unavailable" while disconnected, and a short
-//! circuit breaker after a timeout, so a dead or stalled Redis costs a request at most
-//! one timeout on top of its database read.
+//! command timeout (reads may wait longer, up to their budget, on a connection that is
+//! up), no command retries, a bounded command buffer, detection of unresponsive
+//! connections, an instant "unavailable" while disconnected, and a short circuit
+//! breaker after a timeout, so a dead or stalled Redis costs a request at most one
+//! timeout on top of its database read.
 use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
@@ -114,6 +115,10 @@ pub struct RedisStore {
     bump: Script,
     jump: Script,
     timeout: Duration,
+    /// How long a read may wait on a connected Redis before its request goes to the
+    /// database for it (`CACHE_READ_BUDGET_MS`): a read slower than `timeout` because
+    /// this process or Redis is busy is waited out, and counted, not treated as down.
+    read_budget: Duration,
     /// Circuit breaker: after a timeout, every command fails at once until this
     /// instant (milliseconds since `epoch`), so one stalled Redis costs each request
     /// at most one timeout instead of one per cache command.
@@ -141,9 +146,11 @@ impl RedisStore {
         url: &str,
         keys: Keys,
         timeout: Duration,
+        read_budget: Duration,
         wait: Option<(u32, Duration)>,
     ) -> Result<Self, CacheError> {
-        let client = build_client(url, timeout)?;
+        // fred's own timeout above every deadline set here, so ours decide.
+        let client = build_client(url, timeout.max(read_budget) * 2)?;
         let _connection_task = client.connect();
         let replicated = match wait {
             Some((n, t)) if n > 0 => {
@@ -161,6 +168,7 @@ impl RedisStore {
             bump: Script::from_lua(BUMP_LUA),
             jump: Script::from_lua(JUMP_LUA),
             timeout,
+            read_budget,
             open_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             connections: Default::default(),
@@ -223,9 +231,12 @@ impl RedisStore {
         timeout: Duration,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
-        if !client.is_connected() || now_ms < self.open_until_ms.load(Relaxed) {
+        if !client.is_connected() {
             return Err(CacheError::Unavailable);
+        }
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        if now_ms < self.open_until_ms.load(Relaxed) {
+            return Err(CacheError::Timeout);
         }
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => Ok(r?),
@@ -244,7 +255,13 @@ impl RedisStore {
         all.push(&epoch);
         all.extend(counters.iter().map(String::as_str));
         all.extend(keys.iter().map(String::as_str));
-        let mut values: Vec<Option<String>> = self.run(self.client.mget(all)).await?;
+        let started = Instant::now();
+        let mut values: Vec<Option<String>> = self
+            .run_on(&self.client, self.read_budget, self.client.mget(all))
+            .await?;
+        if started.elapsed() > self.timeout {
+            crate::metrics::cache_slow_read();
+        }
         let values_of_keys = values.split_off(1 + counters.len());
         let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {
             // Flushed without a reconnect: seed it, and answer nothing from this read.

@@ -53,6 +53,8 @@ pub type Found<K, V> = Arc<HashMap<K, V>>;
 pub enum LoadFailure {
     /// The database could not be reached.
     Unavailable,
+    /// The database read bound refused it (see `Catalog::read_sql`).
+    Overloaded,
     /// Anything else.
     Internal,
 }

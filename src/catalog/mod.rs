@@ -70,10 +70,57 @@ struct Inner {
     outbox_replayed_seq: AtomicU64,
     /// Wakes the replayer at once.
     outbox_wake: tokio::sync::Notify,
+    /// The bound on database reads (see `read_sql`).
+    reads: ReadBound,
+}
+
+/// How many database reads run at once and how many may wait: a cache outage under load
+/// then slows requests instead of exhausting the pool (writes keep their connections).
+pub struct ReadBound {
+    slots: tokio::sync::Semaphore,
+    size: usize,
+    /// Most reads seen running at once (for tests and the stats).
+    peak: std::sync::atomic::AtomicUsize,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+    patience: std::time::Duration,
+}
+
+impl ReadBound {
+    /// `concurrency` reads at once, `queue` more waiting at most `patience` each.
+    pub fn new(concurrency: usize, queue: usize, patience: std::time::Duration) -> Self {
+        Self {
+            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            size: concurrency.max(1),
+            peak: Default::default(),
+            waiting: Default::default(),
+            queue,
+            patience,
+        }
+    }
+}
+
+impl Default for ReadBound {
+    fn default() -> Self {
+        Self::new(8, 1024, std::time::Duration::from_millis(750))
+    }
+}
+
+/// Counts a waiting read for as long as it waits (also when its request is dropped).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Catalog {
     pub fn new(db: DatabaseConnection, cache: Arc<Cache>) -> Self {
+        Self::with_read_bound(db, cache, ReadBound::default())
+    }
+
+    pub fn with_read_bound(db: DatabaseConnection, cache: Arc<Cache>, reads: ReadBound) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -88,6 +135,7 @@ impl Catalog {
                 outbox_failed_seq: Default::default(),
                 outbox_replayed_seq: Default::default(),
                 outbox_wake: Default::default(),
+                reads,
             }),
         }
     }
@@ -99,6 +147,7 @@ impl Catalog {
             None,
             "",
             self.cache().ttls.clone(),
+            Default::default(),
             Default::default(),
             None,
         );
@@ -125,18 +174,51 @@ impl Catalog {
         self.inner.sql_total.load(Relaxed)
     }
 
-    /// Runs one read statement, counting it against the request and the process and
-    /// timing it for the metrics.
+    /// Runs one read statement within the read bound, counting it against the request
+    /// and the process and timing it for the metrics. Past the bound (a full queue, or
+    /// no slot within the patience) it fails with `error::READ_QUEUE_FULL`, which the
+    /// client sees as `OVERLOADED`.
     async fn read_sql<T>(
         &self,
         tally: &RequestTally,
         statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
     ) -> Result<T, sea_orm::DbErr> {
+        let _slot = self.read_slot().await?;
         tally.sql();
         self.inner.sql_total.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();
         let result = statement.await;
         crate::metrics::sql_statement("read", started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Most database reads this process ran at once.
+    pub fn db_read_peak(&self) -> usize {
+        self.inner.reads.peak.load(Relaxed)
+    }
+
+    async fn read_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, sea_orm::DbErr> {
+        let b = &self.inner.reads;
+        let running = |slot| {
+            b.peak
+                .fetch_max(b.size - b.slots.available_permits(), Relaxed);
+            slot
+        };
+        if let Ok(slot) = b.slots.try_acquire() {
+            return Ok(running(slot));
+        }
+        let refused = || {
+            crate::metrics::db_read_refused();
+            sea_orm::DbErr::Custom(crate::error::READ_QUEUE_FULL.into())
+        };
+        if b.waiting.fetch_add(1, Relaxed) >= b.queue {
+            b.waiting.fetch_sub(1, Relaxed);
+            return Err(refused());
+        }
+        let _waiting = Waiting(&b.waiting);
+        match tokio::time::timeout(b.patience, b.slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(running(slot)),
+            _ => Err(refused()),
+        }
     }
 }

@@ -24,7 +24,7 @@ use sea_orm::{
 
 use super::{Catalog, write::timed};
 use crate::{
-    cache::{Kind, Mark},
+    cache::{CacheError, Kind, Mark},
     db::entities::cache_outbox,
 };
 
@@ -176,6 +176,10 @@ impl Catalog {
                 Err(e) => {
                     tracing::warn!(error = %e, product = w.product_id, "invalidation not delivered in time; the outbox will replay it");
                     self.inner.outbox_failed_seq.fetch_add(1, SeqCst);
+                    // On the master but short of replicas: reads there see it.
+                    if !matches!(e, CacheError::NotReplicated { .. }) {
+                        self.cache().undelivered();
+                    }
                     self.inner.outbox_wake.notify_one();
                     return;
                 }

@@ -200,6 +200,7 @@ impl Catalog {
                 .await
                 .map_err(|f| match f {
                     LoadFailure::Unavailable => AppError::Unavailable,
+                    LoadFailure::Overloaded => AppError::Overloaded,
                     LoadFailure::Internal => AppError::Internal("loading a list failed".into()),
                 })?;
             for (i, slot) in out.iter_mut().enumerate() {
@@ -235,6 +236,7 @@ impl Catalog {
             let page = match P::from_db(&self, &job.spec, &tally).await {
                 Ok(page) => page,
                 Err(AppError::Unavailable) => return Err(LoadFailure::Unavailable),
+                Err(AppError::Overloaded) => return Err(LoadFailure::Overloaded),
                 Err(e) => {
                     tracing::error!(error = ?e, "database read of a list failed");
                     return Err(LoadFailure::Internal);

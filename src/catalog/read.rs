@@ -221,6 +221,7 @@ impl Catalog {
             .await
             .map_err(|f| match f {
                 LoadFailure::Unavailable => AppError::Unavailable,
+                LoadFailure::Overloaded => AppError::Overloaded,
                 LoadFailure::Internal => {
                     AppError::Internal(format!("loading {} failed", T::KIND.as_str()))
                 }
@@ -253,6 +254,9 @@ impl Catalog {
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
+                if crate::error::db_overloaded(&e) {
+                    return Err(LoadFailure::Overloaded);
+                }
                 if crate::error::db_unavailable(&e) {
                     tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
                     return Err(LoadFailure::Unavailable);

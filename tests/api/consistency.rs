@@ -688,7 +688,7 @@ async fn redis_rolled_back_to_an_older_snapshot_mid_run_serves_nothing_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paused_mid_run_delays_no_read_past_its_timeout_and_loses_no_invalidation() {
+async fn redis_paused_mid_run_delays_no_read_past_its_budget_and_loses_no_invalidation() {
     let Some((apps, redis)) = own_redis_cluster("redis_paused_mid_run", &[]).await else {
         return;
     };
@@ -704,8 +704,10 @@ async fn redis_paused_mid_run_delays_no_read_past_its_timeout_and_loses_no_inval
     })
     .await;
     say(&report, "redis paused (SIGSTOP) 3 s");
-    // 100 ms cache timeout plus database time, with room for a loaded 2-core machine.
-    assert!(report.slowest_read_ms < 1_000.0, "{report:?}");
+    // A stalled Redis is waited out for the 500 ms read budget (slow is not down), then
+    // the breaker sends reads to the database: budget plus database time, with room
+    // for a loaded 2-core machine.
+    assert!(report.slowest_read_ms < 1_500.0, "{report:?}");
     assert_eq!(report.failed_reads, 0, "{report:?}");
     assert!(
         report.worst_staleness_ms <= 1_000.0,

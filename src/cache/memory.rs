@@ -82,6 +82,7 @@ impl MemoryStore {
         }
         Ok(Snapshot {
             epoch,
+            history: 0,
             counters,
             values,
         })

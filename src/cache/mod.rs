@@ -64,6 +64,8 @@ impl CacheError {
 #[derive(Debug)]
 pub struct Snapshot {
     pub epoch: u64,
+    /// The history counter (0 for stores without one; see `catalog::history`).
+    pub history: u64,
     pub counters: Vec<Option<u64>>,
     pub values: Vec<Option<String>>,
 }
@@ -121,6 +123,12 @@ pub struct Cache {
     /// back (restart, failover) may hold older data, see `catalog::history`.
     history_ok: AtomicU64,
     history_run_id: std::sync::Mutex<Option<String>>,
+    /// The highest history counter value this process has seen Redis hold (in reads,
+    /// from its own deliveries, in checks). The counter never goes down in a Redis that
+    /// keeps its data, so a read that finds it lower is reading a Redis that went back:
+    /// it is refused and the history marked lost at once, whatever the connection events
+    /// say (they arrive asynchronously, and a failover behind a proxy sends none).
+    history_floor: AtomicU64,
 }
 
 impl Cache {
@@ -157,6 +165,7 @@ impl Cache {
             resynced_seq: AtomicU64::new(0),
             history_ok: AtomicU64::new(u64::MAX),
             history_run_id: Default::default(),
+            history_floor: AtomicU64::new(0),
         })
     }
 
@@ -227,7 +236,23 @@ impl Cache {
             Store::Memory(m) => timed("read", m.read(keys, counters)).await,
         };
         tally.round_trip();
-        self.ok_or_log(kind, result)
+        let snapshot = self.ok_or_log(kind, result)?;
+        if snapshot.history < self.history_floor.fetch_max(snapshot.history, SeqCst) {
+            self.history_lost();
+            self.stats.add(kind, Event::Error, 1);
+            tracing::warn!(
+                seen = snapshot.history,
+                floor = self.history_floor.load(SeqCst),
+                "the cache's history went back (restored or failed over): reading around it until checked"
+            );
+            return None;
+        }
+        Some(snapshot)
+    }
+
+    /// The highest history counter value seen so far (see `history_floor`).
+    pub fn history_floor(&self) -> u64 {
+        self.history_floor.load(SeqCst)
     }
 
     /// Seeds the missing list counters `keys` with random start values and reads them
@@ -316,6 +341,7 @@ impl Cache {
         };
         match result {
             Ok(history) => {
+                self.history_floor.fetch_max(history, SeqCst);
                 for k in kinds {
                     self.stats.add(k, Event::Invalidation, 1);
                 }
@@ -457,7 +483,8 @@ impl Cache {
 
     /// A history check that started under `connections` found the store consistent
     /// with Postgres (or made it so): reads may use it, unless it reconnected since.
-    pub fn history_passed(&self, connections: u64, run_id: Option<String>) {
+    pub fn history_passed(&self, connections: u64, count: u64, run_id: Option<String>) {
+        self.history_floor.fetch_max(count, SeqCst);
         *self
             .history_run_id
             .lock()

@@ -248,11 +248,12 @@ impl RedisStore {
         }
     }
 
-    /// One MGET: the epoch, the asked counters, then the asked keys.
+    /// One MGET: the epoch, the history counter, the asked counters, then the asked keys.
     pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
-        let epoch = self.keys.epoch();
-        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + counters.len() + 1);
+        let (epoch, history) = (self.keys.epoch(), self.keys.history());
+        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + counters.len() + 2);
         all.push(&epoch);
+        all.push(&history);
         all.extend(counters.iter().map(String::as_str));
         all.extend(keys.iter().map(String::as_str));
         let started = Instant::now();
@@ -262,19 +263,18 @@ impl RedisStore {
         if started.elapsed() > self.timeout {
             crate::metrics::cache_slow_read();
         }
-        let values_of_keys = values.split_off(1 + counters.len());
+        let values_of_keys = values.split_off(2 + counters.len());
         let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {
             // Flushed without a reconnect: seed it, and answer nothing from this read.
             let (client, keys) = (self.client.clone(), [self.keys.epoch()]);
             tokio::spawn(async move { seed_missing(&client, &keys).await });
             return Err(CacheError::Unseeded);
         };
+        let number = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok());
         Ok(Snapshot {
             epoch,
-            counters: values[1..]
-                .iter()
-                .map(|v| v.as_deref().and_then(|v| v.parse().ok()))
-                .collect(),
+            history: number(&values[1]).unwrap_or(0),
+            counters: values[2..].iter().map(number).collect(),
             values: values_of_keys,
         })
     }

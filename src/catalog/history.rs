@@ -13,7 +13,12 @@
 //! never judged behind.
 //!
 //! The check runs at start, after every (re)connect or connection error (until it passes,
-//! reads go around the cache: `Cache::history_checked`) and once a second. On lost
+//! reads go around the cache: `Cache::history_checked`) and once a second. Between
+//! checks, every read carries the counter too: one that finds it below the highest value
+//! this process saw (`Cache::history_floor`) is refused and the history marked lost at
+//! once, since connection events arrive asynchronously (and a failover behind a proxy
+//! sends none). The floor also joins Postgres's value in the check, as a delivery this
+//! process made may not be recorded there yet. On lost
 //! history the epoch jumps (everything stored before becomes unreachable: a cold cache
 //! is the cost of a lossy restart) and the counter is raised to Postgres's; then reads
 //! trust Redis again. With Postgres unreachable, a reconnect to the same server process
@@ -66,16 +71,22 @@ impl Catalog {
             Ok(v) => v.flatten().unwrap_or(0).max(0) as u64,
             Err(e) => {
                 // Without Postgres: the same server process cannot have gone back.
-                if run_id.is_some() && run_id == cache.history_run_id() {
-                    cache.history_passed(connections, run_id);
+                if run_id.is_some()
+                    && run_id == cache.history_run_id()
+                    && count >= cache.history_floor()
+                {
+                    cache.history_passed(connections, count, run_id);
                     return Verdict::Intact;
                 }
                 tracing::warn!(error = %e, "cannot check the cache's history without the database");
                 return Verdict::Unknown;
             }
         };
+        // What this process itself saw Redis hold counts too: a delivery it made may not
+        // be recorded in Postgres yet.
+        let recorded = recorded.max(cache.history_floor());
         if count >= recorded {
-            cache.history_passed(connections, run_id);
+            cache.history_passed(connections, count, run_id);
             return Verdict::Intact;
         }
         cache.history_lost();
@@ -88,7 +99,7 @@ impl Catalog {
             Ok(epoch) => {
                 crate::metrics::history_repaired();
                 tracing::info!(epoch, "cache epoch jumped; reading through the cache again");
-                cache.history_passed(connections, run_id);
+                cache.history_passed(connections, recorded, run_id);
                 Verdict::Repaired
             }
             Err(e) => {

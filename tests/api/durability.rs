@@ -336,3 +336,32 @@ async fn a_fresh_start_on_redis_uses_the_cache_from_the_first_request() {
     let second = app.gql(ITEM, json!({ "id": "1" })).await;
     assert_eq!(second.x_cache(), "HIT", "{}", second.body);
 }
+
+#[tokio::test]
+async fn a_redis_that_goes_back_without_dropping_its_connection_is_caught_by_the_next_read() {
+    let Some(b) = redis_backend("a_redis_that_goes_back_without_dropping_its_connection") else {
+        return;
+    };
+    let dir = temp_dir("reload");
+    let port = OwnRedis::free_port();
+    let redis = OwnRedis::start_in_with(port, &dir, &["--enable-debug-command", "local"]).await;
+    let app = spawn_app_with(&b, &[("REDIS_URL", &redis.url())]).await;
+    let (id, page) = cached_everywhere(&[&app]).await;
+    assert_eq!(redis_cli(port, &["SAVE"]), "OK");
+    let w = app.update(&id, json!({ "stockQuantity": 0 })).await;
+    assert_eq!(w.ok()["updateProduct"]["version"], 2);
+    // The older snapshot comes back under the same connections (as a failover behind a
+    // proxy would): no reconnect, no connection error, no event at all.
+    assert_eq!(redis_cli(port, &["DEBUG", "RELOAD", "NOSAVE"]), "OK");
+    let raw = redis_cli(
+        port,
+        &[
+            "GET",
+            &format!("{{{}}}p:{id}", app.settings["CACHE_PREFIX"]),
+        ],
+    );
+    assert!(raw.starts_with("V|1|"), "the old entry is back: {raw}");
+    all_fresh(&[&app], &id, &page, Duration::from_millis(500)).await;
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -466,8 +466,15 @@ impl OwnRedis {
 
     /// As `start`, keeping its snapshot (`SAVE`) in `dir` and loading it at start.
     pub async fn start_in(port: u16, dir: &std::path::Path) -> Self {
+        Self::start_in_with(port, dir, &[]).await
+    }
+
+    /// As `start_in`, with more `redis-server` arguments.
+    pub async fn start_in_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Self {
         let dir = dir.display().to_string();
-        Self::start_with(port, &["--dir", &dir, "--dbfilename", "dump.rdb"]).await
+        let mut args = vec!["--dir", &dir, "--dbfilename", "dump.rdb"];
+        args.extend_from_slice(extra);
+        Self::start_with(port, &args).await
     }
 
     /// A redis-server replicating `master` (on loopback).

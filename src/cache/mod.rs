@@ -8,20 +8,19 @@
 //! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
+//! - `trust`: whether reads may use the shared store now (degraded mode, history).
 pub mod entry;
 pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod stamps;
 pub mod stats;
+pub mod trust;
 
 use std::{
     sync::{
         Arc,
-        atomic::{
-            AtomicU64,
-            Ordering::{Relaxed, SeqCst},
-        },
+        atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -110,25 +109,8 @@ pub struct Cache {
     pub stats: CacheStats,
     /// Unix second of the last logged cache error (rate limit for the log).
     last_error_log: AtomicU64,
-    /// Errors of the shared store so far, and how many of them a completed resync
-    /// (outbox replayed, Redis answering) has covered. While the first is ahead, reads
-    /// bypass the cache (see `catalog::outbox`): an invalidation may have been lost
-    /// while this instance could not reach Redis. Two counters instead of a flag, so
-    /// an error during a resync is never cleared by it.
-    error_seq: AtomicU64,
-    resynced_seq: AtomicU64,
-    /// The Redis connection count (`RedisStore::connections`) under which the history
-    /// check last passed, and the server `run_id` it saw; `u64::MAX` before the first.
-    /// Reads use Redis only while this matches the current count: a Redis that came
-    /// back (restart, failover) may hold older data, see `catalog::history`.
-    history_ok: AtomicU64,
-    history_run_id: std::sync::Mutex<Option<String>>,
-    /// The highest history counter value this process has seen Redis hold (in reads,
-    /// from its own deliveries, in checks). The counter never goes down in a Redis that
-    /// keeps its data, so a read that finds it lower is reading a Redis that went back:
-    /// it is refused and the history marked lost at once, whatever the connection events
-    /// say (they arrive asynchronously, and a failover behind a proxy sends none).
-    history_floor: AtomicU64,
+    /// Whether reads may use the shared store now (see `trust`).
+    trust: trust::Trust,
 }
 
 impl Cache {
@@ -161,11 +143,7 @@ impl Cache {
             ttls,
             stats: CacheStats::default(),
             last_error_log: AtomicU64::new(0),
-            error_seq: AtomicU64::new(0),
-            resynced_seq: AtomicU64::new(0),
-            history_ok: AtomicU64::new(u64::MAX),
-            history_run_id: Default::default(),
-            history_floor: AtomicU64::new(0),
+            trust: trust::Trust::default(),
         })
     }
 
@@ -210,14 +188,6 @@ impl Cache {
         }
     }
 
-    /// Waits up to `limit` until reads may use the store (connected, history checked).
-    pub async fn wait_trusted(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while !self.is_trusted() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
     /// One round trip: the epoch, the list `counters` (key names), and `keys`. `None`
     /// when there is no cache or it failed (already counted and logged against `kind`).
     pub async fn read(
@@ -230,6 +200,10 @@ impl Cache {
         if !self.usable() {
             return None;
         }
+        // Only values seen before this read was sent bind it: a delivery answered while
+        // the read is in flight may be processed after it by Redis, or its answer may be
+        // handled first by this process.
+        let floor = self.trust.floor();
         let result = match &self.store {
             Store::None => return None,
             Store::Redis(r) => timed("read", r.read(keys, counters)).await,
@@ -237,22 +211,18 @@ impl Cache {
         };
         tally.round_trip();
         let snapshot = self.ok_or_log(kind, result)?;
-        if snapshot.history < self.history_floor.fetch_max(snapshot.history, SeqCst) {
+        if snapshot.history < floor {
             self.history_lost();
             self.stats.add(kind, Event::Error, 1);
             tracing::warn!(
                 seen = snapshot.history,
-                floor = self.history_floor.load(SeqCst),
+                floor,
                 "the cache's history went back (restored or failed over): reading around it until checked"
             );
             return None;
         }
+        self.trust.saw_history(snapshot.history);
         Some(snapshot)
-    }
-
-    /// The highest history counter value seen so far (see `history_floor`).
-    pub fn history_floor(&self) -> u64 {
-        self.history_floor.load(SeqCst)
     }
 
     /// Seeds the missing list counters `keys` with random start values and reads them
@@ -341,7 +311,7 @@ impl Cache {
         };
         match result {
             Ok(history) => {
-                self.history_floor.fetch_max(history, SeqCst);
+                self.trust.saw_history(history);
                 for k in kinds {
                     self.stats.add(k, Event::Invalidation, 1);
                 }
@@ -450,137 +420,6 @@ impl Cache {
     /// A TTL with +-`jitter_percent` random spread.
     pub fn jittered(&self, ttl: Duration) -> Duration {
         jitter(ttl, self.ttls.jitter_percent)
-    }
-
-    /// A number that changes whenever what this process knows of the shared store may
-    /// have gone stale without a write telling it: on every reconnect (the store may have
-    /// come back with older data) and every cache error. In-process memories of the
-    /// store's state (replayable answers) are valid only within one session.
-    pub fn session(&self) -> u64 {
-        let connections = match &self.store {
-            Store::Redis(r) => r.connections(),
-            _ => 0,
-        };
-        connections.wrapping_add(self.error_seq.load(SeqCst) << 32)
-    }
-
-    /// The history counter of the shared store (0 when missing) and its server's
-    /// `run_id`; `None` for stores that cannot lose data behind this process's back.
-    pub async fn history(&self) -> Option<Result<(u64, Option<String>), CacheError>> {
-        match &self.store {
-            Store::Redis(r) => Some(timed("history", r.history()).await),
-            _ => None,
-        }
-    }
-
-    /// The connection count a history check started under (see `history_passed`).
-    pub fn connections(&self) -> u64 {
-        match &self.store {
-            Store::Redis(r) => r.connections(),
-            _ => 0,
-        }
-    }
-
-    /// A history check that started under `connections` found the store consistent
-    /// with Postgres (or made it so): reads may use it, unless it reconnected since.
-    pub fn history_passed(&self, connections: u64, count: u64, run_id: Option<String>) {
-        self.history_floor.fetch_max(count, SeqCst);
-        *self
-            .history_run_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = run_id;
-        self.history_ok.store(connections, SeqCst);
-    }
-
-    /// A check found lost history: reads go around the cache until it is repaired.
-    pub fn history_lost(&self) {
-        self.history_ok.store(u64::MAX, SeqCst);
-    }
-
-    /// The `run_id` of the Redis server the last passed check saw.
-    pub fn history_run_id(&self) -> Option<String> {
-        self.history_run_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Whether the last passed history check covers the current connection.
-    pub fn history_checked(&self) -> bool {
-        match &self.store {
-            Store::Redis(r) => self.history_ok.load(SeqCst) == r.connections(),
-            _ => true,
-        }
-    }
-
-    /// After lost history: an epoch jump (everything stored before is unreachable) and
-    /// the history counter raised to `floor` (Postgres's).
-    pub async fn jump_epoch(&self, floor: u64) -> Result<u64, CacheError> {
-        match &self.store {
-            Store::Redis(r) => timed("jump", r.jump_epoch(floor)).await,
-            _ => Ok(0),
-        }
-    }
-
-    /// Whether reads may use the store now: not degraded, and its history checked.
-    fn usable(&self) -> bool {
-        !self.is_degraded() && self.history_checked()
-    }
-
-    /// Whether reads use the cache now: a store is configured, connected, its history
-    /// checked since it last connected, and not in degraded mode.
-    pub fn is_trusted(&self) -> bool {
-        self.untrusted_reason().is_none()
-    }
-
-    /// Why reads go around the cache now, if they do.
-    pub fn untrusted_reason(&self) -> Option<&'static str> {
-        if !self.is_enabled() {
-            Some("no cache is configured")
-        } else if !self.is_connected() {
-            Some("not connected")
-        } else if self.is_degraded() {
-            Some("replaying invalidations after a cache error")
-        } else if !self.history_checked() {
-            Some("checking the cache's history against Postgres (after a connect)")
-        } else {
-            None
-        }
-    }
-
-    /// Whether reads bypass the cache until the outbox is replayed.
-    pub fn is_degraded(&self) -> bool {
-        self.error_seq.load(SeqCst) > self.resynced_seq.load(SeqCst)
-    }
-
-    /// The error count now; a resync started after reading it covers those errors.
-    pub fn error_seq(&self) -> u64 {
-        self.error_seq.load(SeqCst)
-    }
-
-    /// An invalidation of this instance's could not be delivered in time: until the
-    /// outbox has replayed it, reads go around the cache.
-    pub fn undelivered(&self) {
-        self.record_error();
-    }
-
-    fn record_error(&self) {
-        if matches!(self.store, Store::Redis(_)) {
-            self.error_seq.fetch_add(1, SeqCst);
-        }
-    }
-
-    /// The outbox was replayed after the error count was `seen`: if Redis answers now,
-    /// reads may use the cache again (unless a newer error happened meanwhile).
-    pub async fn resync_done(&self, seen: u64) -> bool {
-        let healthy = match &self.store {
-            Store::Redis(r) => r.ping().await.is_ok(),
-            _ => true,
-        };
-        if healthy {
-            self.resynced_seq.fetch_max(seen, SeqCst);
-        }
-        healthy && !self.is_degraded()
     }
 
     fn ok_or_log<T>(&self, kind: Kind, result: Result<T, CacheError>) -> Option<T> {

@@ -60,6 +60,9 @@ impl Catalog {
             .into_tuple::<Option<i64>>()
             .one(self.db())
             .await;
+        // The floor as it is before Redis is asked: a value seen while the question is in
+        // flight may have been written after Redis answered it.
+        let floor = cache.history_floor();
         let Some(redis) = cache.history().await else {
             return Verdict::Intact;
         };
@@ -71,10 +74,7 @@ impl Catalog {
             Ok(v) => v.flatten().unwrap_or(0).max(0) as u64,
             Err(e) => {
                 // Without Postgres: the same server process cannot have gone back.
-                if run_id.is_some()
-                    && run_id == cache.history_run_id()
-                    && count >= cache.history_floor()
-                {
+                if run_id.is_some() && run_id == cache.history_run_id() && count >= floor {
                     cache.history_passed(connections, count, run_id);
                     return Verdict::Intact;
                 }
@@ -84,7 +84,7 @@ impl Catalog {
         };
         // What this process itself saw Redis hold counts too: a delivery it made may not
         // be recorded in Postgres yet.
-        let recorded = recorded.max(cache.history_floor());
+        let recorded = recorded.max(floor);
         if count >= recorded {
             cache.history_passed(connections, count, run_id);
             return Verdict::Intact;

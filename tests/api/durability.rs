@@ -377,12 +377,22 @@ async fn concurrent_writes_never_make_a_healthy_redis_look_rolled_back() {
     for i in 0..20 {
         ids.push(app.create(&format!("Busy {i}"), "1.00", "Busy", 1).await);
     }
+    let epoch_key = format!("{{{}}}epoch", app.settings["CACHE_PREFIX"]);
+    let epoch = || async {
+        use fred::interfaces::KeysInterface;
+        let client = app.catalog.cache().redis_client().unwrap();
+        client
+            .get::<Option<String>, _>(epoch_key.as_str())
+            .await
+            .unwrap()
+    };
+    let epoch_before = epoch().await;
     // Deliveries answered while reads are in flight must never look like a Redis that
     // went back: every read of this run goes through the cache.
     let writer = {
         let (app, ids) = (app.clone(), ids.clone());
         tokio::spawn(async move {
-            for n in 0..150 {
+            for n in 0..400 {
                 app.update(&ids[n % ids.len()], json!({ "stockQuantity": n % 7 + 1 }))
                     .await
                     .ok();
@@ -394,7 +404,7 @@ async fn concurrent_writes_never_make_a_healthy_redis_look_rolled_back() {
             let (app, ids) = (app.clone(), ids.clone());
             tokio::spawn(async move {
                 let mut bypassed = 0;
-                for n in 0..150 {
+                for n in 0..400 {
                     let id = &ids[(n * 7 + r) % ids.len()];
                     let r = app.product(id).await;
                     if r.x_cache() == "BYPASS" {
@@ -413,5 +423,7 @@ async fn concurrent_writes_never_make_a_healthy_redis_look_rolled_back() {
         bypassed += r.await.unwrap();
     }
     assert_eq!(bypassed, 0, "reads went around a healthy Redis");
+    // Nor did a history check take it for one (its epoch would have jumped).
+    assert_eq!(epoch().await, epoch_before, "a healthy Redis was retired");
     assert!(app.catalog.cache().is_trusted());
 }

@@ -177,7 +177,8 @@ impl Catalog {
             Some(s) => {
                 stamps.saw(s.epoch);
                 for ((&id, key), raw) in ids.iter().zip(&keys).zip(&s.values) {
-                    let seen = Some(flight::seen(s.epoch, raw.as_deref()));
+                    // Hashed only for a miss: a hit never joins a flight.
+                    let seen = || Some(flight::seen(s.epoch, raw.as_deref()));
                     let entry = raw.as_deref().and_then(Entry::parse);
                     let stamp = entry.as_ref().and_then(|e| ItemStamp::of(e, s.epoch));
                     match (entry, stamp) {
@@ -187,11 +188,11 @@ impl Catalog {
                                     found.insert(id, v);
                                     stamps.item(T::KIND, key, stamp);
                                 }
-                                Err(_) => missed.push((id, seen)),
+                                Err(_) => missed.push((id, seen())),
                             }
                         }
                         (_, Some(stamp)) => stamps.item(T::KIND, key, stamp),
-                        _ => missed.push((id, seen)),
+                        _ => missed.push((id, seen())),
                     }
                 }
             }

@@ -74,6 +74,9 @@ pub struct Config {
     pub cache_wait_replicas: u32,
     /// How long one `WAIT` may block.
     pub cache_wait_timeout: Duration,
+    /// Hash-tag groups the keys spread over on a Redis Cluster (`cache::keys`); part of
+    /// the key layout, so every instance on one cluster must use the same value.
+    pub cache_groups: usize,
     /// Insert the demo catalog on first start with an empty database.
     pub seed_demo: bool,
     /// Bearer token every mutation needs; generated at start when unset.
@@ -143,6 +146,8 @@ impl Config {
             max_in_flight: parse(&get, "MAX_IN_FLIGHT", 10_000usize)?,
             cache_wait_replicas: parse(&get, "CACHE_WAIT_REPLICAS", 0u32)?,
             cache_wait_timeout: Duration::from_millis(parse(&get, "CACHE_WAIT_TIMEOUT_MS", 100)?),
+            cache_groups: parse(&get, "CACHE_GROUPS", 16usize)?
+                .clamp(1, crate::cache::keys::MAX_GROUPS),
             seed_demo: parse(&get, "SEED_DEMO", true)?,
             admin_token: get("ADMIN_TOKEN"),
             log_json: match get("LOG_FORMAT").as_deref() {
@@ -252,6 +257,7 @@ impl fmt::Debug for Config {
             .field("max_in_flight", &self.max_in_flight)
             .field("cache_wait_replicas", &self.cache_wait_replicas)
             .field("cache_wait_timeout", &self.cache_wait_timeout)
+            .field("cache_groups", &self.cache_groups)
             .field("seed_demo", &self.seed_demo)
             .field(
                 "admin_token",

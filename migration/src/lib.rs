@@ -7,6 +7,7 @@ mod m20261125_000001_create_catalog;
 mod m20261125_000002_cache_outbox;
 mod m20261201_000001_outbox_list_counters;
 mod m20261201_000002_outbox_delivered;
+mod m20261202_000001_outbox_delivered_groups;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_cache_outbox::Migration),
             Box::new(m20261201_000001_outbox_list_counters::Migration),
             Box::new(m20261201_000002_outbox_delivered::Migration),
+            Box::new(m20261202_000001_outbox_delivered_groups::Migration),
         ]
     }
 }

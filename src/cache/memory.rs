@@ -82,7 +82,7 @@ impl MemoryStore {
         }
         Ok(Snapshot {
             epoch,
-            history: 0,
+            history: Vec::new(),
             counters,
             values,
         })

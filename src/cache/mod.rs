@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! - `entry`: the versioned entry format and the fill / invalidation rules.
-//! - `keys`: key names (one hash tag per app, Redis Cluster safe).
+//! - `keys`: key names, spread over hash-tag groups (one per Redis Cluster slot).
 //! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
@@ -38,6 +38,8 @@ pub enum CacheError {
     Timeout,
     #[error("cache lost its epoch (flushed or restarted); re-seeding")]
     Unseeded,
+    #[error("cache epoch copies disagree (a clear under way); settling them")]
+    Unsettled,
     #[error("tombstones reached {acked} of {wanted} replicas in time")]
     NotReplicated { acked: i64, wanted: u32 },
     #[error("redis: {0}")]
@@ -52,7 +54,7 @@ impl CacheError {
     pub fn is_loss(&self) -> bool {
         match self {
             Self::Unavailable | Self::Unseeded => true,
-            Self::Timeout | Self::NotReplicated { .. } => false,
+            Self::Timeout | Self::NotReplicated { .. } | Self::Unsettled => false,
             Self::Redis(e) => *e.kind() != fred::error::ErrorKind::Timeout,
         }
     }
@@ -63,8 +65,9 @@ impl CacheError {
 #[derive(Debug)]
 pub struct Snapshot {
     pub epoch: u64,
-    /// The history counter (0 for stores without one; see `catalog::history`).
-    pub history: u64,
+    /// The history counter of each group read, by group (0 for stores without one; see
+    /// `catalog::history`).
+    pub history: Vec<(usize, u64)>,
     pub counters: Vec<Option<u64>>,
     pub values: Vec<Option<String>>,
 }
@@ -115,7 +118,9 @@ pub struct Cache {
 
 impl Cache {
     /// A cache of `kind`; `read_budget` bounds a cache read's wait (`timeout` every
-    /// other command's); `wait` = (replicas, timeout) for `CACHE_WAIT_REPLICAS`.
+    /// other command's); `wait` = (replicas, timeout) for `CACHE_WAIT_REPLICAS`;
+    /// `groups` hash-tag groups on a Redis Cluster (one otherwise).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: CacheBackendKind,
         redis_url: Option<&str>,
@@ -124,8 +129,10 @@ impl Cache {
         timeout: Duration,
         read_budget: Duration,
         wait: Option<(u32, Duration)>,
+        groups: usize,
     ) -> Result<Self, CacheError> {
-        let keys = Keys::new(prefix);
+        let clustered = kind == CacheBackendKind::Redis && redis_url.is_some_and(is_cluster_url);
+        let keys = Keys::new(prefix, if clustered { groups } else { 1 });
         let store = match (kind, redis_url) {
             (CacheBackendKind::Redis, Some(url)) => Store::Redis(redis::RedisStore::start(
                 url,
@@ -137,13 +144,14 @@ impl Cache {
             (CacheBackendKind::Memory, _) => Store::Memory(memory::MemoryStore::new(200_000)),
             _ => Store::None,
         };
+        let keys_groups = keys.groups();
         Ok(Self {
             store,
             keys,
             ttls,
             stats: CacheStats::default(),
             last_error_log: AtomicU64::new(0),
-            trust: trust::Trust::default(),
+            trust: trust::Trust::new(keys_groups),
         })
     }
 
@@ -157,6 +165,7 @@ impl Cache {
             config.cache_timeout,
             config.cache_read_budget,
             Some((config.cache_wait_replicas, config.cache_wait_timeout)),
+            config.cache_groups,
         )
     }
 
@@ -203,7 +212,7 @@ impl Cache {
         // Only values seen before this read was sent bind it: a delivery answered while
         // the read is in flight may be processed after it by Redis, or its answer may be
         // handled first by this process.
-        let floor = self.trust.floor();
+        let floors = self.trust.floors();
         let result = match &self.store {
             Store::None => return None,
             Store::Redis(r) => timed("read", r.read(keys, counters)).await,
@@ -211,17 +220,22 @@ impl Cache {
         };
         tally.round_trip();
         let snapshot = self.ok_or_log(kind, result)?;
-        if snapshot.history < floor {
-            self.history_lost();
-            self.stats.add(kind, Event::Error, 1);
-            tracing::warn!(
-                seen = snapshot.history,
-                floor,
-                "the cache's history went back (restored or failed over): reading around it until checked"
-            );
-            return None;
+        for &(group, seen) in &snapshot.history {
+            if seen < floors[group] {
+                self.history_lost();
+                self.stats.add(kind, Event::Error, 1);
+                tracing::warn!(
+                    group,
+                    seen,
+                    floor = floors[group],
+                    "the cache's history went back (restored or failed over): reading around it until checked"
+                );
+                return None;
+            }
         }
-        self.trust.saw_history(snapshot.history);
+        for &(group, seen) in &snapshot.history {
+            self.trust.saw_history(group, seen);
+        }
         Some(snapshot)
     }
 
@@ -294,24 +308,37 @@ impl Cache {
         }
     }
 
+    /// Every group's copy of each list counter named.
+    fn counter_copies(&self, names: &[String]) -> Vec<String> {
+        (0..self.keys.groups())
+            .flat_map(|g| names.iter().map(move |n| self.keys.counter(g, n)))
+            .collect()
+    }
+
     /// After a commit: tombstones for the written items, then a bump of each list
-    /// counter the write can change (key names), in one round trip. Returns the history
-    /// counter's new value (Redis; 0 for the in-process store), for Postgres to record.
+    /// counter the write can change (`counters`: names, e.g. `c7:price`; every group's
+    /// copy is bumped). Returns the history counter of each group it touched (Redis;
+    /// none for the in-process store), for Postgres to record.
     pub async fn invalidate(
         &self,
         marks: Vec<(Kind, Mark)>,
         counters: &[String],
-    ) -> Result<u64, CacheError> {
+    ) -> Result<Vec<(usize, u64)>, CacheError> {
         let kinds: Vec<Kind> = marks.iter().map(|(k, _)| *k).collect();
         let marks: Vec<Mark> = marks.into_iter().map(|(_, m)| m).collect();
+        let copies = self.counter_copies(counters);
         let result = match &self.store {
-            Store::None => return Ok(0),
-            Store::Redis(r) => timed("mark", r.mark(&marks, counters)).await,
-            Store::Memory(m) => timed("mark", m.mark(&marks, counters)).await,
+            Store::None => return Ok(Vec::new()),
+            Store::Redis(r) => timed("mark", r.mark(&marks, &copies)).await,
+            Store::Memory(m) => timed("mark", m.mark(&marks, &copies))
+                .await
+                .map(|_| Vec::new()),
         };
         match result {
             Ok(history) => {
-                self.trust.saw_history(history);
+                for &(group, seen) in &history {
+                    self.trust.saw_history(group, seen);
+                }
                 for k in kinds {
                     self.stats.add(k, Event::Invalidation, 1);
                 }
@@ -364,10 +391,13 @@ impl Cache {
         counters: &[String],
     ) -> Result<(), CacheError> {
         use fred::interfaces::KeysInterface;
+        let counters = &self.counter_copies(counters);
         match &self.store {
             Store::None => {}
             Store::Redis(r) => {
-                r.client().del::<(), _>(keys).await?;
+                for key in keys {
+                    r.client().del::<(), _>(key).await?;
+                }
                 r.mark(&[], counters).await?;
             }
             Store::Memory(m) => {
@@ -455,6 +485,14 @@ impl Cache {
     }
 }
 
+/// Whether a Redis URL names a cluster (fred's `redis-cluster://`, `valkey-cluster://`).
+pub fn is_cluster_url(url: &str) -> bool {
+    url.starts_with("redis-cluster://")
+        || url.starts_with("rediss-cluster://")
+        || url.starts_with("valkey-cluster://")
+        || url.starts_with("valkeys-cluster://")
+}
+
 /// Runs one store command, recording its latency and outcome.
 async fn timed<T>(
     op: &'static str,
@@ -503,6 +541,7 @@ mod tests {
             Duration::from_millis(100),
             Duration::from_millis(500),
             None,
+            1,
         )
         .expect("a cache");
         for _ in 0..1000 {

@@ -5,6 +5,13 @@
 //! connections, an instant "unavailable" while disconnected, and a short circuit
 //! breaker after a timeout, so a dead or stalled Redis costs a request at most one
 //! timeout on top of its database read.
+//!
+//! Keys spread over hash-tag groups (`keys`); on a single Redis there is one. Every
+//! command names keys of one group, and the commands of one operation go out together
+//! (one wave), so a read costs one round trip however many groups it touches. The epoch
+//! has a copy per group, all held at one value: it is only ever raised, in every group,
+//! to a target read from all copies (`raise_epochs`), so copies that disagree (a clear
+//! under way, or a group whose node lost its data) converge on the highest.
 use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
@@ -84,27 +91,19 @@ end
 return redis.call('INCR', KEYS[1])
 "#;
 
-/// After a failed history check: jump the epoch (seeding a missing one) by a random
-/// amount, so no epoch seen before comes back, and raise the history counter to at
-/// least Postgres's. KEYS: epoch, history. ARGV: seed, jump, floor.
-const JUMP_LUA: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then
+/// One group's epoch copy raised to a target (never lowered), and its history counter
+/// to a floor (after a failed history check; 0 otherwise). KEYS: epoch, history. ARGV:
+/// target, floor. Returns the copy's value.
+const RAISE_LUA: &str = r#"
+local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if e < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('INCRBY', KEYS[1], ARGV[2])
 local h = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if h < tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[2], ARGV[3])
+if h < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
 end
 return redis.call('GET', KEYS[1])
-"#;
-
-/// `INCR` of a counter that is first seeded with ARGV[1] when missing.
-const BUMP_LUA: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return redis.call('INCR', KEYS[1])
 "#;
 
 pub struct RedisStore {
@@ -112,8 +111,7 @@ pub struct RedisStore {
     keys: Keys,
     fill: Script,
     mark: Script,
-    bump: Script,
-    jump: Script,
+    raise: Script,
     timeout: Duration,
     /// How long a read may wait on a connected Redis before its request goes to the
     /// database for it (`CACHE_READ_BUDGET_MS`): a read slower than `timeout` because
@@ -165,8 +163,7 @@ impl RedisStore {
             keys,
             fill: Script::from_lua(FILL_LUA),
             mark: Script::from_lua(MARK_LUA),
-            bump: Script::from_lua(BUMP_LUA),
-            jump: Script::from_lua(JUMP_LUA),
+            raise: Script::from_lua(RAISE_LUA),
             timeout,
             read_budget,
             open_until_ms: AtomicU64::new(0),
@@ -178,21 +175,19 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// A missing epoch key (a new, restarted or flushed Redis) gets a random start value,
-    /// so an epoch seen before a restart is not seen again after it: a value filled from
-    /// a pre-restart read reads as a miss. (List counters are seeded the same way, by
-    /// the first write or read that finds one missing.)
+    /// A missing epoch copy (a new, restarted or flushed Redis or node) makes every copy
+    /// jump by a random amount, so an epoch seen before a restart is not seen again
+    /// after it: a value filled from a pre-restart read reads as a miss. (List counters
+    /// are seeded with random values by the first write or read that finds one missing.)
     fn seed_epoch_on_connect(&self) {
-        let client = self.client.clone();
-        let keys = [self.keys.epoch()];
+        let (client, keys, raise) = (self.client.clone(), self.keys.clone(), self.raise.clone());
         let connections = self.connections.clone();
         // The returned handle is dropped: the task lives as long as the client.
         let _task = self.client.on_reconnect(move |_server| {
-            let client = client.clone();
-            let keys = keys.clone();
+            let (client, keys, raise) = (client.clone(), keys.clone(), raise.clone());
             connections.fetch_add(1, Relaxed);
             async move {
-                seed_missing(&client, &keys).await;
+                let _ = settle_epochs(&client, &keys, &raise).await;
                 Ok(())
             }
         });
@@ -248,89 +243,221 @@ impl RedisStore {
         }
     }
 
-    /// One MGET: the epoch, the history counter, the asked counters, then the asked keys.
+    /// The epoch, the history counter of each group read, the asked counters, then the
+    /// asked keys: one MGET per group the keys fall in (with that group's epoch copy and
+    /// history counter first), all sent at once.
     pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
-        let (epoch, history) = (self.keys.epoch(), self.keys.history());
-        let mut all: Vec<&str> = Vec::with_capacity(keys.len() + counters.len() + 2);
-        all.push(&epoch);
-        all.push(&history);
-        all.extend(counters.iter().map(String::as_str));
-        all.extend(keys.iter().map(String::as_str));
+        let all = || counters.iter().chain(keys).map(String::as_str);
+        let groups = self.keys.groups();
+        // Per group: the positions (into counters ++ keys) it answers for.
+        let mut positions: Vec<Vec<usize>> = vec![Vec::new(); groups];
+        if groups == 1 {
+            positions[0].extend(0..counters.len() + keys.len());
+        } else {
+            for (i, key) in all().enumerate() {
+                positions[self.keys.group_of(key)].push(i);
+            }
+        }
+        let asked: Vec<usize> = (0..groups).filter(|&g| !positions[g].is_empty()).collect();
+        // A read of nothing still learns the epoch (group 0's).
+        let asked = if asked.is_empty() { vec![0] } else { asked };
+        let names: Vec<&str> = all().collect();
+        let commands = asked.iter().map(|&g| {
+            let (epoch, history) = (self.keys.epoch(g), self.keys.history(g));
+            let mut list: Vec<String> = Vec::with_capacity(positions[g].len() + 2);
+            list.push(epoch);
+            list.push(history);
+            list.extend(positions[g].iter().map(|&i| names[i].to_string()));
+            self.client.mget::<Vec<Option<String>>, _>(list)
+        });
         let started = Instant::now();
-        let mut values: Vec<Option<String>> = self
-            .run_on(&self.client, self.read_budget, self.client.mget(all))
+        let replies = self
+            .run_on(
+                &self.client,
+                self.read_budget,
+                futures::future::try_join_all(commands),
+            )
             .await?;
         if started.elapsed() > self.timeout {
             crate::metrics::cache_slow_read();
         }
-        let values_of_keys = values.split_off(2 + counters.len());
-        let Some(epoch) = values[0].as_deref().and_then(|v| v.parse().ok()) else {
-            // Flushed without a reconnect: seed it, and answer nothing from this read.
-            let (client, keys) = (self.client.clone(), [self.keys.epoch()]);
-            tokio::spawn(async move { seed_missing(&client, &keys).await });
-            return Err(CacheError::Unseeded);
-        };
-        let number = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok());
+        let number = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+        let mut out: Vec<Option<String>> = vec![None; names.len()];
+        let mut history = Vec::with_capacity(asked.len());
+        let mut epoch: Option<u64> = None;
+        let mut settled = true;
+        for (&g, reply) in asked.iter().zip(replies) {
+            let mut reply = reply.into_iter();
+            let Some(e) = reply.next().as_ref().and_then(number) else {
+                // Flushed without a reconnect: seed it, and answer nothing from this read.
+                self.settle_later();
+                return Err(CacheError::Unseeded);
+            };
+            settled &= epoch.is_none_or(|seen| seen == e);
+            epoch = Some(epoch.map_or(e, |seen| seen.max(e)));
+            history.push((g, reply.next().as_ref().and_then(number).unwrap_or(0)));
+            for (&i, v) in positions[g].iter().zip(reply) {
+                out[i] = v;
+            }
+        }
+        if !settled {
+            // A clear under way, or copies left apart by a failure: raise them all.
+            self.settle_later();
+            return Err(CacheError::Unsettled);
+        }
+        let values = out.split_off(counters.len());
         Ok(Snapshot {
-            epoch,
-            history: number(&values[1]).unwrap_or(0),
-            counters: values[2..].iter().map(number).collect(),
-            values: values_of_keys,
+            epoch: epoch.unwrap_or(0),
+            history,
+            counters: out.iter().map(number).collect(),
+            values,
         })
     }
 
-    /// One script call for all fills; returns how many were accepted.
-    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
-        let keys: Vec<String> = fills.iter().map(|f| f.key.clone()).collect();
-        let mut args: Vec<String> = Vec::with_capacity(fills.len() * 3);
-        for f in fills {
-            args.push(f.version.to_string());
-            args.push(f.payload.clone());
-            args.push(f.ttl.as_millis().max(1).to_string());
-        }
-        self.run(self.fill.evalsha_with_reload(&self.client, keys, args))
-            .await
+    /// Brings the epoch copies back to one value, in the background.
+    fn settle_later(&self) {
+        let (client, keys, raise) = (self.client.clone(), self.keys.clone(), self.raise.clone());
+        tokio::spawn(async move { settle_epochs(&client, &keys, &raise).await });
     }
 
-    /// One script call: tombstones, then the counter bumps; returns the history counter.
-    pub async fn mark(&self, marks: &[Mark], counters: &[String]) -> Result<u64, CacheError> {
-        let mut keys = vec![self.keys.history()];
-        keys.extend(marks.iter().map(|m| m.key.clone()));
-        keys.extend_from_slice(counters);
-        let mut args = vec![
-            rand::random_range(1u64..1 << 40).to_string(),
-            marks.len().to_string(),
-        ];
-        for m in marks {
-            args.push(m.version.to_string());
-            args.push(m.payload());
-            args.push(m.ttl.as_millis().max(1).to_string());
-            args.push(if m.gone { "1".into() } else { "0".into() });
+    /// One script call per group for all fills, sent at once; returns how many were
+    /// accepted.
+    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
+        let calls = self.by_group(fills, |f| &f.key).into_iter().map(|group| {
+            let keys: Vec<String> = group.iter().map(|f| f.key.clone()).collect();
+            let mut args: Vec<String> = Vec::with_capacity(group.len() * 3);
+            for f in group {
+                args.push(f.version.to_string());
+                args.push(f.payload.clone());
+                args.push(f.ttl.as_millis().max(1).to_string());
+            }
+            self.fill
+                .evalsha_with_reload::<u64, _, _>(&self.client, keys, args)
+        });
+        let accepted = self.run(futures::future::try_join_all(calls)).await?;
+        Ok(accepted.into_iter().sum())
+    }
+
+    /// `items` split by the group of each one's key, in group order.
+    fn by_group<'a, T>(&self, items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<Vec<&'a T>> {
+        let mut groups: Vec<Vec<&T>> = vec![Vec::new(); self.keys.groups()];
+        for item in items {
+            groups[self.keys.group_of(key(item))].push(item);
         }
-        let Some((client, replicas, wait)) = &self.replicated else {
-            return self
-                .run(self.mark.evalsha_with_reload(&self.client, keys, args))
-                .await;
-        };
-        // On the invalidation client, then WAIT for that connection's writes.
-        let script = self.mark.evalsha_with_reload(client, keys, args);
-        let history = self.run_on(client, self.timeout, script).await?;
-        let wanted = i64::from(*replicas);
-        let wait_ms = wait.as_millis() as i64;
-        let acked: i64 = self
-            .run_on(client, self.timeout + *wait, client.wait(wanted, wait_ms))
-            .await?;
-        if acked < wanted {
-            return Err(CacheError::NotReplicated {
-                acked,
-                wanted: *replicas,
+        groups.retain(|g| !g.is_empty());
+        groups
+    }
+
+    /// The invalidation of one write (or of a replayed batch): tombstones, then the
+    /// counter bumps (`counters`: every group's copy of each bumped counter), each group's
+    /// part one script that also advances that group's history counter. Groups holding a
+    /// tombstone go first, the groups with only counter copies after they answered: a
+    /// reader that sees a counter's new value in any group also sees the tombstones.
+    /// Returns each touched group's history counter, which the outbox row records.
+    pub async fn mark(
+        &self,
+        marks: &[Mark],
+        counters: &[String],
+    ) -> Result<Vec<(usize, u64)>, CacheError> {
+        let groups = self.keys.groups();
+        let mut items: Vec<Vec<&Mark>> = vec![Vec::new(); groups];
+        let mut bumps: Vec<Vec<&String>> = vec![Vec::new(); groups];
+        for m in marks {
+            items[self.keys.group_of(&m.key)].push(m);
+        }
+        for c in counters {
+            bumps[self.keys.group_of(c)].push(c);
+        }
+        let (first, then): (Vec<usize>, Vec<usize>) = (0..groups)
+            .filter(|&g| !items[g].is_empty() || !bumps[g].is_empty())
+            .partition(|&g| !items[g].is_empty());
+        let client = self.replicated.as_ref().map_or(&self.client, |r| &r.0);
+        let mut history = Vec::with_capacity(first.len() + then.len());
+        for wave in [first, then] {
+            if wave.is_empty() {
+                continue;
+            }
+            let calls = wave.iter().map(|&g| {
+                let mut keys = vec![self.keys.history(g)];
+                keys.extend(items[g].iter().map(|m| m.key.clone()));
+                keys.extend(bumps[g].iter().map(|c| (*c).clone()));
+                let mut args = vec![
+                    rand::random_range(1u64..1 << 40).to_string(),
+                    items[g].len().to_string(),
+                ];
+                for m in &items[g] {
+                    args.push(m.version.to_string());
+                    args.push(m.payload());
+                    args.push(m.ttl.as_millis().max(1).to_string());
+                    args.push(if m.gone { "1".into() } else { "0".into() });
+                }
+                self.mark
+                    .evalsha_with_reload::<u64, _, _>(client, keys, args)
             });
+            let values = self
+                .run_on(client, self.timeout, futures::future::try_join_all(calls))
+                .await?;
+            history.extend(wave.iter().copied().zip(values));
+        }
+        // Once, for everything: until it answers, the mutation has not returned.
+        if let Some((client, replicas, wait)) = &self.replicated {
+            let touched: Vec<usize> = history.iter().map(|(g, _)| *g).collect();
+            self.wait_replicas(client, &touched, *replicas, *wait)
+                .await?;
         }
         Ok(history)
     }
 
+    /// `WAIT` on the node of each group in `groups`, on the invalidation client's
+    /// connection to it (which counts that connection's writes).
+    async fn wait_replicas(
+        &self,
+        client: &Client,
+        groups: &[usize],
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<(), CacheError> {
+        let wanted = i64::from(replicas);
+        let wait_ms = wait.as_millis() as i64;
+        let acked: Vec<i64> = if client.is_clustered() {
+            let state = client
+                .cached_cluster_state()
+                .ok_or(CacheError::Unavailable)?;
+            let mut nodes: Vec<fred::types::config::Server> = Vec::new();
+            for &g in groups {
+                let slot = fred::util::redis_keyslot(self.keys.epoch(g).as_bytes());
+                let node = state.get_server(slot).ok_or(CacheError::Unavailable)?;
+                if !nodes.contains(node) {
+                    nodes.push(node.clone());
+                }
+            }
+            let calls = nodes
+                .into_iter()
+                .map(|n| async move { client.with_cluster_node(n).wait(wanted, wait_ms).await });
+            self.run_on(
+                client,
+                self.timeout + wait,
+                futures::future::try_join_all(calls),
+            )
+            .await?
+        } else {
+            vec![
+                self.run_on(client, self.timeout + wait, client.wait(wanted, wait_ms))
+                    .await?,
+            ]
+        };
+        match acked.into_iter().min() {
+            Some(acked) if acked < wanted => Err(CacheError::NotReplicated {
+                acked,
+                wanted: replicas,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Gives each missing counter of `keys` a random start value (`SET NX`, so one that
-    /// exists is never moved back) and reads them all again, one pipeline.
+    /// exists is never moved back) and reads them all again, one pipeline (one command
+    /// per key, so it is cluster safe).
     pub async fn seed_counters(&self, keys: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
         let pipeline = self.client.pipeline();
         for key in keys {
@@ -339,15 +466,14 @@ impl RedisStore {
                 .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
                 .await?;
         }
-        let _: () = pipeline.mget(keys.to_vec()).await?;
-        let mut replies: Vec<Value> = self.run(pipeline.all()).await?;
-        let values: Vec<Option<String>> = replies
-            .pop()
-            .map(|v| v.convert())
-            .transpose()?
-            .unwrap_or_default();
-        Ok(values
+        for key in keys {
+            let _: () = pipeline.get(key.as_str()).await?;
+        }
+        let replies: Vec<Value> = self.run(pipeline.all()).await?;
+        Ok(replies
             .into_iter()
+            .skip(keys.len())
+            .map(|v| v.convert::<Option<String>>().ok().flatten())
             .map(|v| v.and_then(|v| v.parse().ok()))
             .collect())
     }
@@ -365,43 +491,61 @@ impl RedisStore {
         self.run(pipeline.all::<()>()).await
     }
 
-    /// `INCR epoch`, seeding a missing epoch with a random value first (one script), so a
-    /// flushed Redis never comes back to a small epoch seen before.
+    /// `clearCache`: every epoch copy raised to one more than the highest (a random jump
+    /// when one is missing: a flushed node), two waves. Returns the new epoch.
     pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
-        let seed = rand::random_range(1u64..1 << 40).to_string();
-        self.run(
-            self.bump
-                .evalsha_with_reload(&self.client, vec![self.keys.epoch()], vec![seed]),
-        )
+        self.run(raise_epochs(
+            &self.client,
+            &self.keys,
+            &self.raise,
+            Raise::Bump,
+            &[],
+        ))
         .await
     }
 
-    /// The history counter (0 when missing) and the server's `run_id`, one pipeline.
-    pub async fn history(&self) -> Result<(u64, Option<String>), CacheError> {
+    /// Each group's history counter (0 when missing), and the server's `run_id` (on a
+    /// single Redis; a cluster's nodes have one each, so none).
+    pub async fn history(&self) -> Result<(Vec<u64>, Option<String>), CacheError> {
+        let groups = self.keys.groups();
         let pipeline = self.client.pipeline();
-        let _: () = pipeline.get(self.keys.history()).await?;
-        let _: () = pipeline.info(Some(fred::types::InfoKind::Server)).await?;
-        let (count, info): (Option<String>, String) = self.run(pipeline.all()).await?;
-        let run_id = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|v| v.trim().to_string());
-        Ok((count.and_then(|v| v.parse().ok()).unwrap_or(0), run_id))
+        for g in 0..groups {
+            let _: () = pipeline.get(self.keys.history(g)).await?;
+        }
+        let clustered = self.client.is_clustered();
+        if !clustered {
+            let _: () = pipeline.info(Some(fred::types::InfoKind::Server)).await?;
+        }
+        let replies: Vec<Value> = self.run(pipeline.all()).await?;
+        let mut replies = replies.into_iter();
+        let counts = (&mut replies)
+            .take(groups)
+            .map(|v| v.convert::<Option<String>>().ok().flatten())
+            .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
+            .collect();
+        let run_id = replies
+            .next()
+            .and_then(|v| v.convert::<String>().ok())
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("run_id:"))
+                    .map(|v| v.trim().to_string())
+            });
+        Ok((counts, run_id))
     }
 
-    /// Makes everything stored so far unreachable (epoch jump) and raises the history
-    /// counter to `floor`; returns the new epoch.
-    pub async fn jump_epoch(&self, floor: u64) -> Result<u64, CacheError> {
-        let args = vec![
-            rand::random_range(1u64..1 << 40).to_string(),
-            rand::random_range(1u64 << 20..1 << 32).to_string(),
-            floor.to_string(),
-        ];
-        let keys = vec![self.keys.epoch(), self.keys.history()];
-        let epoch: String = self
-            .run(self.jump.evalsha_with_reload(&self.client, keys, args))
-            .await?;
-        Ok(epoch.parse().unwrap_or(0))
+    /// Makes everything stored so far unreachable (every epoch copy jumps by a random
+    /// amount) and raises each group's history counter to its `floors` entry; returns
+    /// the new epoch.
+    pub async fn jump_epoch(&self, floors: &[u64]) -> Result<u64, CacheError> {
+        self.run(raise_epochs(
+            &self.client,
+            &self.keys,
+            &self.raise,
+            Raise::Jump,
+            floors,
+        ))
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {
@@ -454,13 +598,60 @@ fn build_client(url: &str, timeout: Duration) -> Result<Client, CacheError> {
         .build()?)
 }
 
-/// `SET key <random> NX` for each key.
-async fn seed_missing(client: &Client, keys: &[String]) {
-    for key in keys {
-        let seed = rand::random_range(1u64..1 << 40);
-        let _: Result<Option<String>, _> = client
-            .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
-            .await;
+/// How far `raise_epochs` moves the epoch copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Raise {
+    /// To the highest copy (a missing copy makes it a jump).
+    Settle,
+    /// To one more than the highest.
+    Bump,
+    /// By a random amount, so no epoch seen before comes back.
+    Jump,
+}
+
+/// Reads every epoch copy (one wave), then raises each to one target (a second wave),
+/// with the history counters raised to `floors` (by group; missing = 0). A missing copy
+/// means a group lost its data, so the target then jumps. Returns the target.
+async fn raise_epochs(
+    client: &Client,
+    keys: &Keys,
+    script: &Script,
+    how: Raise,
+    floors: &[u64],
+) -> Result<u64, fred::error::Error> {
+    let groups = keys.groups();
+    let reads = (0..groups).map(|g| client.get::<Option<String>, _>(keys.epoch(g)));
+    let copies: Vec<Option<u64>> = futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .map(|v| v.and_then(|v| v.parse().ok()))
+        .collect();
+    let highest = copies.iter().flatten().copied().max().unwrap_or(0);
+    let missing = copies.iter().any(Option::is_none);
+    let jump = || highest + rand::random_range(1u64 << 20..1 << 40);
+    let target = match how {
+        Raise::Jump => jump(),
+        _ if missing => jump(),
+        Raise::Bump => highest + 1,
+        Raise::Settle if copies.iter().all(|c| *c == Some(highest)) => return Ok(highest),
+        Raise::Settle => highest,
+    };
+    let raises = (0..groups).map(|g| {
+        let floor = floors.get(g).copied().unwrap_or(0);
+        script.evalsha_with_reload::<String, _, _>(
+            client,
+            vec![keys.epoch(g), keys.history(g)],
+            vec![target.to_string(), floor.to_string()],
+        )
+    });
+    futures::future::try_join_all(raises).await?;
+    Ok(target)
+}
+
+/// `raise_epochs` to the highest copy, errors only logged (a background repair).
+async fn settle_epochs(client: &Client, keys: &Keys, script: &Script) {
+    if let Err(e) = raise_epochs(client, keys, script, Raise::Settle, &[]).await {
+        tracing::debug!(error = %e, "settling the epoch copies failed; the next read retries");
     }
 }
 

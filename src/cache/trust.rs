@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Cache, CacheError, Store, timed};
+use super::{Cache, CacheError, Store, keys::MAX_GROUPS, timed};
 
 /// The trust state, all atomics (no lock is held across an await).
 pub struct Trust {
@@ -28,22 +28,23 @@ pub struct Trust {
     /// back (restart, failover) may hold older data.
     history_ok: AtomicU64,
     history_run_id: Mutex<Option<String>>,
-    /// The highest history counter value this process has seen Redis hold (in reads,
-    /// from its own deliveries, in checks). The counter never goes down in a Redis that
-    /// keeps its data, so a read that finds it lower is reading a Redis that went back,
-    /// whatever the connection events say (they arrive asynchronously, and a failover
-    /// behind a proxy sends none).
-    history_floor: AtomicU64,
+    /// Per key group, the highest history counter value this process has seen Redis
+    /// hold (in reads, from its own deliveries, in checks). The counter never goes down
+    /// in a Redis that keeps its data, so a read that finds it lower is reading a Redis
+    /// (or a cluster node) that went back, whatever the connection events say (they
+    /// arrive asynchronously, and a failover behind a proxy sends none).
+    history_floor: Vec<AtomicU64>,
 }
 
-impl Default for Trust {
-    fn default() -> Self {
+impl Trust {
+    /// The state of a store whose keys fall in `groups` hash-tag groups.
+    pub fn new(groups: usize) -> Self {
         Self {
             error_seq: AtomicU64::new(0),
             resynced_seq: AtomicU64::new(0),
             history_ok: AtomicU64::new(u64::MAX),
             history_run_id: Mutex::new(None),
-            history_floor: AtomicU64::new(0),
+            history_floor: (0..groups.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -66,8 +67,10 @@ impl Trust {
         self.resynced_seq.fetch_max(seen, SeqCst);
     }
 
-    pub fn passed(&self, connections: u64, count: u64, run_id: Option<String>) {
-        self.history_floor.fetch_max(count, SeqCst);
+    pub fn passed(&self, connections: u64, counts: &[u64], run_id: Option<String>) {
+        for (group, &count) in counts.iter().enumerate() {
+            self.saw_history(group, count);
+        }
         *self
             .history_run_id
             .lock()
@@ -90,14 +93,21 @@ impl Trust {
         self.history_ok.load(SeqCst) == connections
     }
 
-    pub fn floor(&self) -> u64 {
-        self.history_floor.load(SeqCst)
+    /// Every group's floor now, by group (entries past the groups are 0).
+    pub fn floors(&self) -> [u64; MAX_GROUPS] {
+        let mut floors = [0; MAX_GROUPS];
+        for (f, a) in floors.iter_mut().zip(&self.history_floor) {
+            *f = a.load(SeqCst);
+        }
+        floors
     }
 
-    /// Raises the floor to `seen`, a value Redis was seen to hold. Callers compare a
-    /// read's value with the floor taken *before* sending it (see `Cache::read`).
-    pub fn saw_history(&self, seen: u64) {
-        self.history_floor.fetch_max(seen, SeqCst);
+    /// Raises a group's floor to `seen`, a value Redis was seen to hold. Callers compare
+    /// a read's value with the floor taken *before* sending it (see `Cache::read`).
+    pub fn saw_history(&self, group: usize, seen: u64) {
+        if let Some(floor) = self.history_floor.get(group) {
+            floor.fetch_max(seen, SeqCst);
+        }
     }
 }
 
@@ -110,9 +120,9 @@ impl Cache {
         }
     }
 
-    /// The highest history counter value seen so far (see `Trust::floor`).
-    pub fn history_floor(&self) -> u64 {
-        self.trust.floor()
+    /// Per group, the highest history counter value seen so far (see `Trust::floors`).
+    pub fn history_floors(&self) -> Vec<u64> {
+        self.trust.floors()[..self.keys.groups()].to_vec()
     }
 
     /// A number that changes whenever what this process knows of the shared store may
@@ -127,9 +137,10 @@ impl Cache {
         connections.wrapping_add(self.trust.error_seq() << 32)
     }
 
-    /// The history counter of the shared store (0 when missing) and its server's
-    /// `run_id`; `None` for stores that cannot lose data behind this process's back.
-    pub async fn history(&self) -> Option<Result<(u64, Option<String>), CacheError>> {
+    /// Each group's history counter in the shared store (0 when missing) and its
+    /// server's `run_id`; `None` for stores that cannot lose data behind this process's
+    /// back.
+    pub async fn history(&self) -> Option<Result<(Vec<u64>, Option<String>), CacheError>> {
         match &self.store {
             Store::Redis(r) => Some(timed("history", r.history()).await),
             _ => None,
@@ -146,8 +157,8 @@ impl Cache {
 
     /// A history check that started under `connections` found the store consistent
     /// with Postgres (or made it so): reads may use it, unless it reconnected since.
-    pub fn history_passed(&self, connections: u64, count: u64, run_id: Option<String>) {
-        self.trust.passed(connections, count, run_id);
+    pub fn history_passed(&self, connections: u64, counts: &[u64], run_id: Option<String>) {
+        self.trust.passed(connections, counts, run_id);
     }
 
     /// A check found lost history: reads go around the cache until it is repaired.
@@ -169,10 +180,10 @@ impl Cache {
     }
 
     /// After lost history: an epoch jump (everything stored before is unreachable) and
-    /// the history counter raised to `floor` (Postgres's).
-    pub async fn jump_epoch(&self, floor: u64) -> Result<u64, CacheError> {
+    /// each group's history counter raised to its `floors` entry (Postgres's).
+    pub async fn jump_epoch(&self, floors: &[u64]) -> Result<u64, CacheError> {
         match &self.store {
-            Store::Redis(r) => timed("jump", r.jump_epoch(floor)).await,
+            Store::Redis(r) => timed("jump", r.jump_epoch(floors)).await,
             _ => Ok(0),
         }
     }
@@ -245,15 +256,16 @@ mod tests {
 
     #[test]
     fn the_floor_only_rises() {
-        let t = Trust::default();
-        t.saw_history(9);
-        t.saw_history(5);
-        assert_eq!(t.floor(), 9);
+        let t = Trust::new(2);
+        t.saw_history(1, 9);
+        t.saw_history(1, 5);
+        t.saw_history(0, 3);
+        assert_eq!(t.floors()[..2], [3, 9]);
     }
 
     #[test]
     fn an_error_during_a_resync_is_not_cleared_by_it() {
-        let t = Trust::default();
+        let t = Trust::new(1);
         t.record_error();
         let seen = t.error_seq();
         t.record_error();

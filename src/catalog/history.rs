@@ -5,10 +5,11 @@
 //! since are gone: every entry from before would read as current until its TTL ends.
 //!
 //! The anchor is Postgres, the source of truth, so a freshly started instance can check
-//! too: every delivered invalidation advances a history counter in Redis (the mark
-//! script's `INCR hist`) and records the value it got in its outbox row in Postgres
-//! (`delivered_seq`). A Redis whose counter is below the highest value Postgres recorded
-//! has lost acknowledged invalidations. Postgres is read first, then Redis: a value
+//! too: every delivered invalidation advances a history counter in each key group it
+//! touches (the mark script's `INCR hist`; on a Redis Cluster every group has its own,
+//! since each master can lose data on its own) and records the values it got in its
+//! outbox row in Postgres (`delivered_hist`). A group whose counter is below the highest
+//! value Postgres recorded for it has lost acknowledged invalidations. Postgres is read first, then Redis: a value
 //! recorded in between was already in Redis when it was recorded, so a healthy Redis is
 //! never judged behind.
 //!
@@ -25,10 +26,7 @@
 //! (same `run_id`, which a restart changes) passes; anything else waits for Postgres.
 use std::time::{Duration, Instant};
 
-use sea_orm::{ColumnTrait, EntityTrait, QuerySelect};
-
 use super::Catalog;
-use crate::db::entities::cache_outbox;
 
 /// How often the check runs while everything is fine.
 const EVERY: Duration = Duration::from_secs(1);
@@ -53,29 +51,26 @@ impl Catalog {
     /// One history check (see the module header). Only the Redis store has a history.
     pub async fn check_history(&self) -> Verdict {
         let cache = self.cache();
+        let groups = cache.keys.groups();
         let connections = cache.connections();
-        let recorded = cache_outbox::Entity::find()
-            .select_only()
-            .expr(cache_outbox::Column::DeliveredSeq.max())
-            .into_tuple::<Option<i64>>()
-            .one(self.db())
-            .await;
-        // The floor as it is before Redis is asked: a value seen while the question is in
-        // flight may have been written after Redis answered it.
-        let floor = cache.history_floor();
+        let recorded = self.recorded_history(groups).await;
+        // The floors as they are before Redis is asked: a value seen while the question
+        // is in flight may have been written after Redis answered it.
+        let floors = cache.history_floors();
         let Some(redis) = cache.history().await else {
             return Verdict::Intact;
         };
-        let (count, run_id) = match redis {
+        let (counts, run_id) = match redis {
             Ok(v) => v,
             Err(_) => return Verdict::Unknown,
         };
+        let at_floor = counts.iter().zip(&floors).all(|(c, f)| c >= f);
         let recorded = match recorded {
-            Ok(v) => v.flatten().unwrap_or(0).max(0) as u64,
+            Ok(v) => v,
             Err(e) => {
                 // Without Postgres: the same server process cannot have gone back.
-                if run_id.is_some() && run_id == cache.history_run_id() && count >= floor {
-                    cache.history_passed(connections, count, run_id);
+                if run_id.is_some() && run_id == cache.history_run_id() && at_floor {
+                    cache.history_passed(connections, &counts, run_id);
                     return Verdict::Intact;
                 }
                 tracing::warn!(error = %e, "cannot check the cache's history without the database");
@@ -84,22 +79,29 @@ impl Catalog {
         };
         // What this process itself saw Redis hold counts too: a delivery it made may not
         // be recorded in Postgres yet.
-        let recorded = recorded.max(floor);
-        if count >= recorded {
-            cache.history_passed(connections, count, run_id);
+        let wanted: Vec<u64> = recorded
+            .iter()
+            .zip(&floors)
+            .map(|((r, _), f)| (*r).max(*f))
+            .collect();
+        let behind: Vec<usize> = (0..groups).filter(|&g| counts[g] < wanted[g]).collect();
+        if behind.is_empty() {
+            cache.history_passed(connections, &counts, run_id);
             return Verdict::Intact;
         }
         cache.history_lost();
         tracing::warn!(
-            redis = count,
-            postgres = recorded,
+            groups = ?behind,
+            redis = ?behind.iter().map(|&g| counts[g]).collect::<Vec<_>>(),
+            postgres = ?behind.iter().map(|&g| wanted[g]).collect::<Vec<_>>(),
             "the cache lost acknowledged invalidations (restored or failed over to older data): retiring every entry"
         );
-        match cache.jump_epoch(recorded).await {
+        match cache.jump_epoch(&wanted).await {
             Ok(epoch) => {
                 crate::metrics::history_repaired();
                 tracing::info!(epoch, "cache epoch jumped; reading through the cache again");
-                cache.history_passed(connections, recorded, run_id);
+                let counts: Vec<u64> = counts.iter().zip(&wanted).map(|(c, w)| *c.max(w)).collect();
+                cache.history_passed(connections, &counts, run_id);
                 Verdict::Repaired
             }
             Err(e) => {

@@ -150,6 +150,7 @@ impl Catalog {
             Default::default(),
             Default::default(),
             None,
+            1,
         );
         match none {
             Ok(cache) => Self::new(self.db().clone(), Arc::new(cache)),

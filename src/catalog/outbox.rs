@@ -3,8 +3,8 @@
 //! and the mutation waits (up to one second) until Redis has it. With a shared cache
 //! (Redis) the same invalidation is first recorded in the write's transaction
 //! (`cache_outbox`) and marked delivered once Redis acknowledges it, with the history
-//! counter value Redis gave it (`catalog::history` checks Redis against the highest;
-//! older delivered rows are pruned once a second); if Redis
+//! counter value of each key group it touched (`catalog::history` checks each group
+//! against the highest; older delivered rows are pruned once a second); if Redis
 //! stayed unreachable, a replayer on every instance sends the recorded rows until it is
 //! back (every 50 ms on the instance that saw the failure, once a second on the others,
 //! which covers an instance that died). Replays are harmless: tombstones only ever raise
@@ -78,6 +78,42 @@ impl From<&cache_outbox::Model> for Written {
     }
 }
 
+/// The list counters `written` bump (names; the cache bumps every group's copy), each
+/// once.
+pub(super) fn counter_names(written: &[Written]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in written.iter().flat_map(|w| w.counters.iter().flatten()) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// A delivery's history counters as an outbox row stores them: `group:value ...`.
+fn history_text(history: &[(usize, u64)]) -> String {
+    history
+        .iter()
+        .map(|(g, v)| format!("{g}:{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per group, the history value a delivered row recorded. Rows from before the
+/// column recorded one value, of the only group there was.
+fn row_history(seq: i64, text: Option<&str>) -> Vec<(usize, u64)> {
+    match text {
+        None => vec![(0, seq.max(0) as u64)],
+        Some(t) => t
+            .split_whitespace()
+            .filter_map(|p| {
+                let (g, v) = p.split_once(':')?;
+                Some((g.parse().ok()?, v.parse().ok()?))
+            })
+            .collect(),
+    }
+}
+
 impl Catalog {
     /// Inside the write's transaction: records the invalidation when the cache is
     /// shared (an in-process cache cannot miss one).
@@ -143,7 +179,7 @@ impl Catalog {
             }
             if self.hooks().naive_invalidation() {
                 let keys = vec![self.cache().keys.item(Kind::Product, w.product_id)];
-                let counters = self.counter_keys(std::slice::from_ref(&w));
+                let counters = counter_names(std::slice::from_ref(&w));
                 let _ = self.cache().delete_for_test(keys, &counters).await;
                 return;
             }
@@ -155,7 +191,7 @@ impl Catalog {
         let deadline = Instant::now() + DELIVERY_PATIENCE;
         loop {
             let written = std::slice::from_ref(&w);
-            let counters = self.counter_keys(written);
+            let counters = counter_names(written);
             match self
                 .cache()
                 .invalidate(self.marks(written), &counters)
@@ -163,7 +199,7 @@ impl Catalog {
             {
                 Ok(history) => {
                     if let Some(id) = outbox
-                        && let Err(e) = timed(self.delivered(&[id], history)).await
+                        && let Err(e) = timed(self.delivered(&[id], &history)).await
                     {
                         // Harmless: the replayer sends it again and records it then.
                         tracing::warn!(error = %e, "could not record a delivered outbox row");
@@ -185,18 +221,6 @@ impl Catalog {
                 }
             }
         }
-    }
-
-    /// The counter keys `written` bump, each once.
-    pub(super) fn counter_keys(&self, written: &[Written]) -> Vec<String> {
-        let mut keys: Vec<String> = Vec::new();
-        for name in written.iter().flat_map(|w| w.counters.iter().flatten()) {
-            let key = self.cache().keys.counter(name);
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        keys
     }
 
     fn marks(&self, written: &[Written]) -> Vec<(Kind, Mark)> {
@@ -276,13 +300,19 @@ impl Catalog {
         })
     }
 
-    /// Records rows as delivered, with the history counter value Redis gave them (the
-    /// anchor of `catalog::history`), in one statement.
-    async fn delivered(&self, ids: &[i64], history: u64) -> Result<(), DbErr> {
+    /// Records rows as delivered, with the history counter values Redis gave them (the
+    /// anchor of `catalog::history`), in one statement. `delivered_seq` holds the
+    /// highest of them (it marks the row delivered), `delivered_hist` each group's.
+    async fn delivered(&self, ids: &[i64], history: &[(usize, u64)]) -> Result<(), DbErr> {
+        let highest = history.iter().map(|(_, v)| *v).max().unwrap_or(0);
         cache_outbox::Entity::update_many()
             .col_expr(
                 cache_outbox::Column::DeliveredSeq,
-                Expr::value(history as i64),
+                Expr::value(highest as i64),
+            )
+            .col_expr(
+                cache_outbox::Column::DeliveredHist,
+                Expr::value(history_text(history)),
             )
             .filter(cache_outbox::Column::Id.is_in(ids.iter().copied()))
             .exec(self.db())
@@ -290,21 +320,47 @@ impl Catalog {
             .map(|_| ())
     }
 
-    /// Deletes delivered rows except those holding the highest history value, which the
-    /// history check compares Redis against.
-    pub async fn prune_delivered(&self) -> Result<u64, DbErr> {
-        let highest = cache_outbox::Entity::find()
+    /// Per group, the highest history value Postgres recorded as delivered (0 for a
+    /// group it recorded nothing for), and for each the row that holds it.
+    pub async fn recorded_history(&self, groups: usize) -> Result<Vec<(u64, i64)>, DbErr> {
+        let rows: Vec<(i64, Option<i64>, Option<String>)> = cache_outbox::Entity::find()
             .select_only()
-            .expr(cache_outbox::Column::DeliveredSeq.max())
-            .into_tuple::<Option<i64>>()
-            .one(self.db())
+            .column(cache_outbox::Column::Id)
+            .column(cache_outbox::Column::DeliveredSeq)
+            .column(cache_outbox::Column::DeliveredHist)
+            .filter(cache_outbox::Column::DeliveredSeq.is_not_null())
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut highest = vec![(0u64, 0i64); groups.max(1)];
+        for (id, seq, text) in rows {
+            for (g, v) in row_history(seq.unwrap_or(0), text.as_deref()) {
+                if let Some(h) = highest.get_mut(g)
+                    && v > h.0
+                {
+                    *h = (v, id);
+                }
+            }
+        }
+        Ok(highest)
+    }
+
+    /// Deletes delivered rows except those holding a group's highest history value,
+    /// which the history check compares Redis against.
+    pub async fn prune_delivered(&self) -> Result<u64, DbErr> {
+        let keep: Vec<i64> = self
+            .recorded_history(self.cache().keys.groups())
             .await?
-            .flatten();
-        let Some(highest) = highest else {
+            .into_iter()
+            .filter(|(v, _)| *v > 0)
+            .map(|(_, id)| id)
+            .collect();
+        if keep.is_empty() {
             return Ok(0);
-        };
+        }
         Ok(cache_outbox::Entity::delete_many()
-            .filter(cache_outbox::Column::DeliveredSeq.lt(highest))
+            .filter(cache_outbox::Column::DeliveredSeq.is_not_null())
+            .filter(cache_outbox::Column::Id.is_not_in(keep))
             .exec(self.db())
             .await?
             .rows_affected)
@@ -324,7 +380,7 @@ impl Catalog {
             return Ok(false);
         }
         let written: Vec<Written> = rows.iter().map(Written::from).collect();
-        let counters = self.counter_keys(&written);
+        let counters = counter_names(&written);
         let cache = self.cache();
         let Ok(history) = cache.invalidate(self.marks(&written), &counters).await else {
             return Err(());
@@ -338,7 +394,7 @@ impl Catalog {
             tracing::info!("delivered an outbox row without list counters: cleared the cache");
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        self.delivered(&ids, history)
+        self.delivered(&ids, &history)
             .await
             .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"))?;
         tracing::info!(rows = rows.len(), "replayed deferred cache invalidations");

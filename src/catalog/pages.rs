@@ -115,11 +115,13 @@ impl Catalog {
         let mut counter_keys: Vec<String> = Vec::new();
         let deps: Vec<Vec<usize>> = wanted
             .iter()
-            .map(|w| {
+            .zip(&keys)
+            .map(|(w, page)| {
                 w.counters
                     .iter()
                     .map(|c| {
-                        let key = cache.keys.counter(c);
+                        // The copy in the page's own group: one command per group.
+                        let key = cache.keys.counter_of(page, c);
                         match counter_keys.iter().position(|k| *k == key) {
                             Some(i) => i,
                             None => {

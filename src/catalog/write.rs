@@ -239,7 +239,7 @@ impl Catalog {
     #[cfg(feature = "test-hooks")]
     async fn naive_list_bump(&self, w: &Written) {
         if self.hooks().naive_lists() {
-            let counters = self.counter_keys(std::slice::from_ref(w));
+            let counters = super::outbox::counter_names(std::slice::from_ref(w));
             let _ = self.cache().invalidate(Vec::new(), &counters).await;
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

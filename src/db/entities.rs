@@ -64,8 +64,12 @@ pub mod cache_outbox {
         pub created_at: ChronoDateTimeUtc,
         /// List counters to bump, space-separated; NULL in rows older than the column.
         pub list_counters: Option<String>,
-        /// Redis's history counter after this row's delivery; NULL until delivered.
+        /// Redis's history counter after this row's delivery (the highest of its
+        /// groups'); NULL until delivered.
         pub delivered_seq: Option<i64>,
+        /// Each key group's history counter after the delivery, `group:value ...`;
+        /// NULL in rows delivered before the column (one group).
+        pub delivered_hist: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

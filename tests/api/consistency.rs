@@ -495,6 +495,24 @@ fn the_membership_check_judges_only_settled_products() {
     assert_eq!(check_members(&members, &moves, &[1, 2]), 2);
 }
 
+/// A steady-state run did (nearly) all its work, with nothing stale and nothing failed.
+fn assert_clean(report: &Report, p: &Plan) {
+    assert!(
+        report.reads >= p.reads * 9 / 10 && report.writes >= p.writes * 9 / 10,
+        "{report:?}"
+    );
+    assert_eq!(
+        (
+            report.stale,
+            report.wrong_members,
+            report.failed_reads,
+            report.failed_writes
+        ),
+        (0, 0, 0, 0),
+        "{report:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_read_on_any_instance_misses_an_acknowledged_write() {
     for b in backends() {
@@ -510,20 +528,7 @@ async fn no_read_on_any_instance_misses_an_acknowledged_write() {
                 apps.len()
             ),
         );
-        assert!(
-            report.reads >= p.reads * 9 / 10 && report.writes >= p.writes * 9 / 10,
-            "{report:?}"
-        );
-        assert_eq!(
-            (
-                report.stale,
-                report.wrong_members,
-                report.failed_reads,
-                report.failed_writes
-            ),
-            (0, 0, 0, 0),
-            "{report:?}"
-        );
+        assert_clean(&report, &p);
     }
 }
 
@@ -953,4 +958,90 @@ async fn a_cold_cache_under_load_keeps_database_concurrency_within_the_pool() {
     assert!(peak <= 9, "database connections {peak} exceeded the pools");
     assert!(slowest < Duration::from_secs(3), "{slowest:?}");
     assert!(ok > 0);
+}
+
+/// The steady-state scenario on a Redis Cluster of the test's own (3 instances).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_no_read_on_any_instance_misses_an_acknowledged_write() {
+    let Some(b) = crate::helpers::redis_backend("consistency on a cluster") else {
+        return;
+    };
+    let redis = crate::helpers::OwnCluster::start().await;
+    let url = redis.url();
+    let apps = cluster(&b, &[("REDIS_URL", &url)]).await;
+    slow_fills(&apps, Duration::from_millis(5));
+    let p = plan();
+    let report = run(&apps, &p, |_| async {}).await;
+    say(
+        &report,
+        "steady state (postgres + redis cluster, 3 instances)",
+    );
+    assert_clean(&report, &p);
+}
+
+/// A master killed with SIGKILL under concurrent reads and writes; its replica is
+/// promoted after `cluster-node-timeout` (1.5 s). No read fails and none is stale; the
+/// instances go back to the cache after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_master_killed_mid_run_fails_no_read_and_serves_nothing_stale() {
+    let Some(b) = crate::helpers::redis_backend("cluster master killed") else {
+        return;
+    };
+    let redis = Arc::new(tokio::sync::Mutex::new(
+        crate::helpers::OwnCluster::start().await,
+    ));
+    let url = redis.lock().await.url();
+    let apps = cluster(&b, &[("REDIS_URL", &url)]).await;
+    slow_fills(&apps, Duration::from_millis(2));
+    let probe = apps[1].clone();
+    let recovered_in = Arc::new(Mutex::new(None::<Duration>));
+    let recovered = recovered_in.clone();
+    let cluster_ref = redis.clone();
+    let report = run(&apps, &until_stopped(), |stop| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        reset_stats(std::slice::from_ref(&probe)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = hit_rate(&probe).await;
+        let victim = cluster_ref.lock().await.masters()[0];
+        cluster_ref.lock().await.kill(victim).await;
+        let killed = Instant::now();
+        cluster_ref
+            .lock()
+            .await
+            .wait_ok(Duration::from_secs(15))
+            .await;
+        let failed_over = killed.elapsed();
+        reset_stats(std::slice::from_ref(&probe)).await;
+        while killed.elapsed() < Duration::from_secs(15) && !stop.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if hit_rate(&probe).await >= 0.8 * before {
+                *recovered.lock().unwrap() = Some(killed.elapsed());
+                break;
+            }
+            reset_stats(std::slice::from_ref(&probe)).await;
+        }
+        let _ = std::io::stderr().lock().write_all(
+            format!(
+                "cluster master {victim} killed: failed over in {:.1} s, hit rate back to 80% of {before:.2} after {:?}\n",
+                failed_over.as_secs_f64(),
+                *recovered.lock().unwrap()
+            )
+            .as_bytes(),
+        );
+        stop.store(true, Relaxed);
+    })
+    .await;
+    say(
+        &report,
+        "a cluster master killed (SIGKILL), replica promoted",
+    );
+    assert!(
+        recovered_in.lock().unwrap().is_some(),
+        "hit rate did not come back within 15 s of the kill: {report:?}"
+    );
+    assert_eq!(
+        (report.stale, report.wrong_members, report.failed_reads),
+        (0, 0, 0),
+        "{report:?}"
+    );
 }

@@ -497,7 +497,7 @@ impl OwnRedis {
         Self::start_with(port, &args).await
     }
 
-    async fn start_with(port: u16, extra: &[&str]) -> Self {
+    pub async fn start_with(port: u16, extra: &[&str]) -> Self {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -569,4 +569,154 @@ pub fn pause_first_fill(
         })
     })));
     (reached, release)
+}
+
+/// A Redis Cluster a test owns: 3 masters and 3 replicas (`--cluster-node-timeout
+/// 1500`) on free loopback ports below 55535 (each node's bus listens on port + 10000),
+/// made by `redis-cli --cluster create`. Killed with the test.
+pub struct OwnCluster {
+    pub nodes: Vec<OwnRedis>,
+    dir: std::path::PathBuf,
+}
+
+impl OwnCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("larder-cluster-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 6 {
+            let p = rand::random_range(20_000u16..45_000);
+            if free(p) && free(p + 10_000) && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut nodes = Vec::new();
+        for &p in &ports {
+            let conf = dir.join(format!("nodes-{p}.conf")).display().to_string();
+            let (d, rdb) = (dir.display().to_string(), format!("dump-{p}.rdb"));
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                "1500",
+                "--dir",
+                &d,
+                "--dbfilename",
+                &rdb,
+                // A replica syncs at once (the default waits 5 s for more replicas), so
+                // it can take over from the start.
+                "--repl-diskless-sync-delay",
+                "0",
+            ];
+            nodes.push(OwnRedis::start_with(p, &args).await);
+        }
+        let mut create = std::process::Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes, dir };
+        cluster.wait_ok(std::time::Duration::from_secs(20)).await;
+        // Every replica in sync: one that never synced is not allowed to take over.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ports
+            .iter()
+            .filter(|&&p| cli(p, &["role"]).starts_with("slave"))
+            .all(|&p| cli(p, &["info", "replication"]).contains("master_link_status:up"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replicas did not sync"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        cluster
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and agrees on 3 masters.
+    pub async fn wait_ok(&self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let live: Vec<u16> = self.live_ports();
+            let ok = live
+                .iter()
+                .all(|&p| cli(p, &["cluster", "info"]).contains("cluster_state:ok"))
+                && self.masters().len() == 3;
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster did not settle"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The ports of the live masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.live_ports()
+            .into_iter()
+            .filter(|&p| cli(p, &["role"]).starts_with("master"))
+            .collect()
+    }
+
+    /// How many keys each live master holds, by port.
+    pub fn keys_per_master(&self) -> Vec<(u16, u64)> {
+        self.masters()
+            .into_iter()
+            .map(|p| (p, cli(p, &["dbsize"]).trim().parse().unwrap_or(0)))
+            .collect()
+    }
+
+    /// SIGKILL the node on `port`.
+    pub async fn kill(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            n.stop().await;
+        }
+    }
+
+    /// fred's cluster URL: one seed node, the others as `node=`.
+    pub fn url(&self) -> String {
+        let mut ports = self.nodes.iter().map(|n| n.port);
+        let first = ports.next().unwrap();
+        let rest: Vec<String> = ports.map(|p| format!("node=127.0.0.1:{p}")).collect();
+        format!("redis-cluster://127.0.0.1:{first}?{}", rest.join("&"))
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `redis-cli -p <port> <args>`'s output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 // clean build.
 #![recursion_limit = "256"]
 mod cache;
+mod cluster;
 mod consistency;
 mod durability;
 mod fuzz;

@@ -1,0 +1,190 @@
+//! Redis Cluster: a real cluster of 3 masters and 3 replicas per test (`OwnCluster`).
+//! The keys of a warmed catalog spread over every master; a write through one
+//! instance is seen through another at once, for items and list pages; with
+//! `CACHE_WAIT_REPLICAS` a write waits for the replica of each node it touched. (The
+//! consistency checker's cluster scenarios, steady state and a master killed mid-run,
+//! are in `consistency`.)
+use serde_json::json;
+
+use crate::helpers::{OwnCluster, TestApp, redis_backend, spawn_app_with, spawn_sibling};
+
+/// Two instances on one Postgres database and the test's own cluster, or `None` when
+/// this run has no Postgres + Redis backend.
+async fn on_cluster(test: &str, extra: &[(&str, &str)]) -> Option<(TestApp, TestApp, OwnCluster)> {
+    let b = redis_backend(test)?;
+    let cluster = OwnCluster::start().await;
+    let url = cluster.url();
+    let mut settings = vec![("REDIS_URL", url.as_str())];
+    settings.extend_from_slice(extra);
+    let a = spawn_app_with(&b, &settings).await;
+    let b = spawn_sibling(&a).await;
+    for app in [&a, &b] {
+        app.catalog
+            .cache()
+            .wait_trusted(std::time::Duration::from_secs(10))
+            .await;
+        assert!(app.catalog.cache().is_trusted(), "trusts the cluster");
+    }
+    Some((a, b, cluster))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warmed_catalog_spreads_over_every_master_none_above_60_percent() {
+    let Some((a, _b, cluster)) = on_cluster("cluster spread", &[("SEED_DEMO", "true")]).await
+    else {
+        return;
+    };
+    // Every product, 20-item pages of every category, and the categories.
+    for start in (1..=1000).step_by(50) {
+        let ids: Vec<String> = (start..start + 50).map(|i| i.to_string()).collect();
+        a.gql(
+            "query($ids: [ID!]!) { productsByIds(ids: $ids) { id } }",
+            json!({ "ids": ids }),
+        )
+        .await
+        .ok();
+    }
+    let cats = a.gql("{ categories { id } }", json!({})).await;
+    for c in cats.ok()["categories"].as_array().unwrap() {
+        let q = format!(
+            r#"{{ products(first: 20, filter: {{ categoryId: "{}" }}) {{ nodes {{ id category {{ name }} }} }} }}"#,
+            c["id"].as_str().unwrap()
+        );
+        let r = a.gql(&q, json!({})).await;
+        r.ok();
+        // Read again: a page and its items are hits, one wave of commands.
+        let again = a.gql(&q, json!({})).await;
+        assert_eq!(again.sql(), 0, "{}", again.cache());
+    }
+    let per = cluster.keys_per_master();
+    let total: u64 = per.iter().map(|(_, n)| n).sum();
+    eprintln!("cluster spread: keys per master {per:?} of {total}");
+    assert_eq!(per.len(), 3);
+    assert!(total > 1000, "{per:?}");
+    for (port, n) in &per {
+        assert!(*n > 0, "master {port} holds nothing: {per:?}");
+        assert!(
+            *n * 100 <= total * 60,
+            "master {port} holds {n} of {total}: {per:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_instance_is_seen_through_another_at_once_on_a_cluster() {
+    let Some((a, b, _cluster)) = on_cluster("cluster cross-instance", &[]).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(a.create(&format!("Item {i:02}"), "5.00", "Tools", 10).await);
+    }
+    let page =
+        r#"first: 50, filter: { minPrice: "4.00" }, orderBy: { field: NAME, direction: ASC }"#;
+    // Warm both instances: items and a price-filtered page.
+    for app in [&a, &b] {
+        for id in &ids {
+            app.product(id).await.ok();
+        }
+        assert_eq!(app.names(page).await.len(), 20);
+        let hit = app.product(&ids[3]).await;
+        assert_eq!(hit.sql(), 0, "{}", hit.cache());
+    }
+    for (n, id) in ids.iter().enumerate().take(8) {
+        let name = format!("Renamed {n}");
+        a.update(id, json!({ "name": name })).await.ok();
+        let seen = b.product(id).await;
+        assert_eq!(seen.ok()["product"]["name"], name, "item {id} through b");
+    }
+    // A price move out of the filter, then one back in: the page follows each at once.
+    a.update(&ids[10], json!({ "price": "1.00" })).await.ok();
+    assert_eq!(b.names(page).await.len(), 19);
+    a.update(&ids[10], json!({ "price": "9.00" })).await.ok();
+    assert_eq!(b.names(page).await.len(), 20);
+    a.admin(
+        "mutation($id: ID!) { deleteProduct(id: $id) { id } }",
+        json!({ "id": ids[0] }),
+    )
+    .await
+    .ok();
+    assert!(b.product(&ids[0]).await.ok()["product"].is_null());
+    assert_eq!(b.names(page).await.len(), 19);
+    // clearCache through b retires what a cached, in every group.
+    a.product(&ids[5]).await.ok();
+    b.admin("mutation { clearCache { cleared } }", json!({}))
+        .await
+        .ok();
+    let after = a.product(&ids[5]).await;
+    assert_eq!(after.cache()["hits"]["product"], 0, "{}", after.cache());
+    assert!(after.sql() >= 1, "{}", after.cache());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_replicas_a_write_returns_delivered_once_each_touched_node_replicated() {
+    let Some((a, b, _cluster)) = on_cluster("cluster WAIT", &[("CACHE_WAIT_REPLICAS", "1")]).await
+    else {
+        return;
+    };
+    let id = a.create("Replicated", "5.00", "Tools", 10).await;
+    b.product(&id).await.ok();
+    for stock in 1..=5 {
+        // A stock change (one group) and a price change (every group's counters).
+        a.update(&id, json!({ "stockQuantity": stock })).await.ok();
+        a.update(&id, json!({ "price": format!("{stock}.50") }))
+            .await
+            .ok();
+    }
+    assert_eq!(a.pending_outbox_rows().await, 0, "every row delivered");
+    let seen = b.product(&id).await;
+    assert_eq!(seen.ok()["product"]["price"], "5.50");
+}
+
+/// `redis-cli -c` (follows the cluster's redirects) against one node.
+fn cli_c(port: u16, args: &[&str]) -> String {
+    let mut all = vec!["-c"];
+    all.extend_from_slice(args);
+    crate::helpers::cli(port, &all).trim_end().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_group_that_went_back_is_refused_at_once_and_caught_by_a_new_instance() {
+    let Some((a, _b, cluster)) = on_cluster("cluster group rolled back", &[]).await else {
+        return;
+    };
+    let id = a.create("Before", "5.00", "Tools", 10).await;
+    a.product(&id).await.ok();
+    let keys = a.catalog.cache().keys.clone();
+    let key = keys.item(larder::cache::Kind::Product, id.parse().unwrap());
+    let group = keys.group_of(&key);
+    assert_ne!(group, 0, "a group other than the first");
+    let hist = keys.history(group);
+    let port = cluster.nodes[0].port;
+    let (old_entry, old_hist) = (cli_c(port, &["get", &key]), cli_c(port, &["get", &hist]));
+    assert!(old_entry.starts_with("V|1|"), "{old_entry}");
+    // One group goes back to before a write (a replica promoted without it), as the
+    // entry and history counter of that group only.
+    let rollback = || {
+        cli_c(port, &["set", &key, &old_entry, "px", "600000"]);
+        cli_c(port, &["set", &hist, &old_hist]);
+    };
+    a.update(&id, json!({ "name": "After" })).await.ok();
+    rollback();
+    // The instance that saw the group's newer history refuses it at once.
+    let seen = a.product(&id).await;
+    assert_eq!(seen.ok()["product"]["name"], "After", "{}", seen.cache());
+    // A new instance knows only what Postgres recorded for that group.
+    a.update(&id, json!({ "name": "After again" })).await.ok();
+    rollback();
+    let c = spawn_sibling(&a).await;
+    c.catalog
+        .cache()
+        .wait_trusted(std::time::Duration::from_secs(10))
+        .await;
+    let seen = c.product(&id).await;
+    assert_eq!(
+        seen.ok()["product"]["name"],
+        "After again",
+        "{}",
+        seen.cache()
+    );
+}

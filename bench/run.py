@@ -3,6 +3,8 @@
 
     python3 bench/run.py            # release build, full run (about 3 minutes plus the build)
     python3 bench/run.py --quick    # about 1 minute smoke run, short durations
+    python3 bench/run.py --cluster  # the cached scenarios on single Redis and on a local
+                                    # Redis Cluster (3 masters + 3 replicas), side by side
 
 What it does (see bench/README.md for what each figure means):
 
@@ -521,10 +523,12 @@ class Bench:
             self._run(cmd, f"warmup-{scenario}", self.s["warmup"])
 
     def closed(self, server: Server, scenario: str, label: str, method: str = "GET",
-               lone: bool = False) -> dict:
+               lone: bool = False, warm: bool = True) -> dict:
         """A closed-loop run; `lone`: one connection, LONE_REQUESTS sequential requests
-        (the latency a single client sees), after the usual warm-up."""
-        self.warm(server, scenario, method)
+        (the latency a single client sees), after the usual warm-up (unless `warm` is
+        false: the caller warmed)."""
+        if warm:
+            self.warm(server, scenario, method)
         if lone:
             load = ["-n", str(self.s["lone_requests"]), "-c", "1"]
         else:
@@ -784,6 +788,8 @@ def write_results(doc: dict, out_dir: str) -> str:
         stem += "-dirty"
     if doc["settings"]["quick"]:
         stem += "-quick"
+    if doc["settings"].get("cluster"):
+        stem += "-cluster"
     path = os.path.join(out_dir, stem + ".json")
     n = 2
     while os.path.exists(path):
@@ -794,6 +800,165 @@ def write_results(doc: dict, out_dir: str) -> str:
         with open(p, "w") as f:
             f.write(text)
     return path
+
+
+# ---------------------------------------------------------------------------- Redis nodes
+
+
+def node_info(port: int) -> dict:
+    """INFO of one local Redis node: role, commands processed, CPU seconds."""
+    text = out_of(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "info"])
+    f = dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+    return {"role": f.get("role", "?").strip(),
+            "commands": int(f.get("total_commands_processed", 0)),
+            "cpu": float(f.get("used_cpu_user", 0)) + float(f.get("used_cpu_sys", 0))}
+
+
+class Nodes:
+    """The Redis nodes a server uses, measured around a run: commands and CPU per
+    request on each node (INFO deltas; each snapshot's own INFO is one command)."""
+
+    def __init__(self, ports: list[int]):
+        self.ports = ports
+
+    def snapshot(self) -> dict:
+        return {p: node_info(p) for p in self.ports}
+
+    @staticmethod
+    def figures(before: dict, after: dict, requests: int) -> dict:
+        nodes = []
+        for p in before:
+            b, a = before[p], after[p]
+            nodes.append({"port": p, "role": a["role"],
+                          "commands_per_req": (a["commands"] - b["commands"] - 1) / requests if requests else None,
+                          "cpu_us_per_req": (a["cpu"] - b["cpu"]) * 1e6 / requests if requests else None})
+        masters = [n for n in nodes if n["role"] == "master"]
+        total = lambda k: sum(n[k] or 0 for n in masters)
+        return {"redis_nodes": nodes, "redis_commands_per_req": total("commands_per_req"),
+                "redis_cpu_us_per_req": total("cpu_us_per_req"),
+                "redis_busiest_cpu_us_per_req": max((n["cpu_us_per_req"] or 0 for n in masters), default=None)}
+
+
+class LocalCluster:
+    """3 masters + 3 replicas of redis-server --cluster-enabled on free loopback ports
+    below 55535 (each node's bus is port + 10000), stopped by PID."""
+
+    def __init__(self, tmp: str):
+        self.dir = os.path.join(tmp, "cluster")
+        os.makedirs(self.dir, exist_ok=True)
+        self.ports: list[int] = []
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        def free(p):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                    return True
+                except OSError:
+                    return False
+        while len(self.ports) < 6:
+            p = random.randrange(20_000, 45_000)
+            if p not in self.ports and free(p) and free(p + 10_000):
+                self.ports.append(p)
+        for p in self.ports:
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{p}.conf", "--cluster-node-timeout", "1500",
+                 "--dir", self.dir, "--dbfilename", f"dump-{p}.rdb", "--repl-diskless-sync-delay", "0"],
+                stdout=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 10
+        while any(not self._answers(p) for p in self.ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster nodes did not start")
+            time.sleep(0.1)
+        run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+             "--cluster-replicas", "1", "--cluster-yes"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not all("cluster_state:ok" in out_of(["redis-cli", "-p", str(p), "cluster", "info"])
+                      for p in self.ports) or len(self.masters()) != 3:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not settle")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _answers(p: int) -> bool:
+        try:
+            return out_of(["redis-cli", "-p", str(p), "ping"]) == "PONG"
+        except subprocess.CalledProcessError:
+            return False
+
+    def masters(self) -> list[int]:
+        return [p for p in self.ports if node_info(p)["role"] == "master"]
+
+    def url(self) -> str:
+        rest = "&".join(f"node=127.0.0.1:{p}" for p in self.ports[1:])
+        return f"redis-cluster://127.0.0.1:{self.ports[0]}?{rest}"
+
+    def keys_per_master(self) -> dict:
+        return {p: int(out_of(["redis-cli", "-p", str(p), "dbsize"])) for p in self.masters()}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.procs = []
+
+
+def cluster_table(results: list[dict]) -> str:
+    head = ["scenario", "redis", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RT/req",
+            "cmds/req", "redis CPU µs/req", "busiest master", "hit %", "bad"]
+    rows = []
+    for r in results:
+        rows.append([r["name"], r["redis"], fmt(r["rps"], ",.0f"), fmt(r["p50_ms"], ".2f"),
+                     fmt(r["p99_ms"], ".2f"), fmt(r["cpu_us_per_req"], ",.0f"),
+                     fmt(r["round_trips_per_req"], ".2f"), fmt(r["redis_commands_per_req"], ".2f"),
+                     fmt(r["redis_cpu_us_per_req"], ".1f"), fmt(r["redis_busiest_cpu_us_per_req"], ".1f"),
+                     fmt(None if r["cache_hit_rate"] is None else r["cache_hit_rate"] * 100, ".1f"),
+                     str(r["non_2xx"] + r["error_count"] + r["graphql_errors"])])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def cluster_runs(bench: "Bench", binary: str, base_env: dict, tmp: str, doc: dict) -> list[dict]:
+    """The cached read scenarios on single Redis, then on a local cluster: larder's
+    figures plus each Redis node's commands and CPU per request."""
+    results = []
+    cluster = LocalCluster(tmp)
+    server = None
+    try:
+        log("starting a local Redis Cluster (3 masters + 3 replicas)")
+        cluster.start()
+        setups = [("single", base_env["REDIS_URL"], Nodes([int(REDIS_PORT)])),
+                  ("cluster", cluster.url(), Nodes(cluster.ports))]
+        for name, url, nodes in setups:
+            server = Server(binary, dict(base_env, CACHE_BACKEND="redis", REDIS_URL=url), tmp, f"redis-{name}")
+            server.start()
+            log(f"larder on {name} Redis ({url}) at {server.base}, pid {server.proc.pid}")
+            check_reads(server)
+            prewarm_products(server)
+            for scenario in READS:
+                bench.warm(server, scenario)
+                log(f"closed loop: {scenario} on {name} Redis ({bench.s['duration']} s)")
+                before = nodes.snapshot()
+                r = bench.closed(server, scenario, f"{scenario}", warm=False)
+                after = nodes.snapshot()
+                r.update(redis=name, **Nodes.figures(before, after, r["server_requests"]))
+                r["id"] = f"{scenario}-get-closed/{name}"
+                results.append(r)
+            if name == "cluster":
+                doc["cluster_keys_per_master"] = cluster.keys_per_master()
+            server.stop()
+            server = None
+    finally:
+        if server:
+            server.stop()
+        cluster.stop()
+    return results
 
 
 # ---------------------------------------------------------------------------- main
@@ -825,6 +990,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, help="requests/s of the fixed-rate run (3000)")
     ap.add_argument("--rate-duration", type=int, help="seconds of the fixed-rate run (30; quick 5)")
     ap.add_argument("--no-install", action="store_true", help="fail instead of installing oha")
+    ap.add_argument("--cluster", action="store_true",
+                    help="only the cached read scenarios, on single Redis and on a local Redis Cluster")
     args = ap.parse_args()
     REPO = os.path.abspath(args.repo)
     if not os.path.isfile(os.path.join(REPO, "Cargo.toml")):
@@ -912,6 +1079,23 @@ def main() -> int:
         if count != PRODUCTS:
             raise RuntimeError(f"expected {PRODUCTS} products after seeding, found {count}")
         bench = Bench(oha, settings, tmp)
+        if args.cluster:
+            results = cluster_runs(bench, binary, base_env, tmp, doc)
+            doc["total_seconds"] = round(time.monotonic() - started, 1)
+            doc["results"] = results
+            settings["cluster"] = True
+            print()
+            print(f"larder {doc['versions']['larder']} @ {doc['git']['short_sha']}"
+                  f"{' (dirty)' if doc['git']['dirty'] else ''}, {doc['machine']['cores']} cores "
+                  f"{doc['machine']['cpu_model']}; {settings['duration']} s closed loop at "
+                  f"-c {settings['connections']}, GET, single Redis vs a local cluster")
+            print(cluster_table(results))
+            print(f"cluster keys per master: {doc['cluster_keys_per_master']}; 'cmds/req' and "
+                  "'redis CPU' sum the masters, 'busiest master' is the highest one's CPU")
+            path = write_results(doc, args.out)
+            print(f"\nwrote {path} and {os.path.join(args.out, 'latest.json')} "
+                  f"({doc['total_seconds']} s in all)")
+            return 0
 
         # --- cache on ---------------------------------------------------------------
         server = Server(binary, dict(base_env, CACHE_BACKEND="redis"), tmp, "redis")

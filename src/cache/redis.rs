@@ -247,70 +247,75 @@ impl RedisStore {
     /// asked keys: one MGET per group the keys fall in (with that group's epoch copy and
     /// history counter first), all sent at once.
     pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
-        let all = || counters.iter().chain(keys).map(String::as_str);
         let groups = self.keys.groups();
+        let names: Vec<&str> = counters.iter().chain(keys).map(String::as_str).collect();
         // Per group: the positions (into counters ++ keys) it answers for.
         let mut positions: Vec<Vec<usize>> = vec![Vec::new(); groups];
-        if groups == 1 {
-            positions[0].extend(0..counters.len() + keys.len());
-        } else {
-            for (i, key) in all().enumerate() {
-                positions[self.keys.group_of(key)].push(i);
-            }
+        for (i, key) in names.iter().enumerate() {
+            positions[self.keys.group_of(key)].push(i);
         }
-        let asked: Vec<usize> = (0..groups).filter(|&g| !positions[g].is_empty()).collect();
-        // A read of nothing still learns the epoch (group 0's).
-        let asked = if asked.is_empty() { vec![0] } else { asked };
-        let names: Vec<&str> = all().collect();
-        let commands = asked.iter().map(|&g| {
-            let (epoch, history) = (self.keys.epoch(g), self.keys.history(g));
-            let mut list: Vec<String> = Vec::with_capacity(positions[g].len() + 2);
-            list.push(epoch);
-            list.push(history);
-            list.extend(positions[g].iter().map(|&i| names[i].to_string()));
+        let mut asked: Vec<usize> = (0..groups).filter(|&g| !positions[g].is_empty()).collect();
+        if asked.is_empty() {
+            asked.push(0); // A read of nothing still learns the epoch (group 0's).
+        }
+        let stamps: Vec<[String; 2]> = asked
+            .iter()
+            .map(|&g| [self.keys.epoch(g), self.keys.history(g)])
+            .collect();
+        let commands = asked.iter().zip(&stamps).map(|(&g, stamp)| {
+            let mut list: Vec<&str> = Vec::with_capacity(positions[g].len() + 2);
+            list.extend(stamp.iter().map(String::as_str));
+            list.extend(positions[g].iter().map(|&i| names[i]));
             self.client.mget::<Vec<Option<String>>, _>(list)
         });
-        let started = Instant::now();
         let replies = self
-            .run_on(
-                &self.client,
-                self.read_budget,
-                futures::future::try_join_all(commands),
-            )
+            .timed_read(futures::future::try_join_all(commands))
             .await?;
-        if started.elapsed() > self.timeout {
-            crate::metrics::cache_slow_read();
-        }
-        let number = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
         let mut out: Vec<Option<String>> = vec![None; names.len()];
         let mut history = Vec::with_capacity(asked.len());
         let mut epoch: Option<u64> = None;
-        let mut settled = true;
         for (&g, reply) in asked.iter().zip(replies) {
             let mut reply = reply.into_iter();
-            let Some(e) = reply.next().as_ref().and_then(number) else {
-                // Flushed without a reconnect: seed it, and answer nothing from this read.
+            let e = self.epoch_of(reply.next())?;
+            if epoch.is_some_and(|seen| seen != e) {
+                // A clear under way, or copies left apart by a failure: raise them all.
                 self.settle_later();
-                return Err(CacheError::Unseeded);
-            };
-            settled &= epoch.is_none_or(|seen| seen == e);
-            epoch = Some(epoch.map_or(e, |seen| seen.max(e)));
-            history.push((g, reply.next().as_ref().and_then(number).unwrap_or(0)));
+                return Err(CacheError::Unsettled);
+            }
+            epoch = Some(e);
+            history.push((g, number(reply.next().as_ref()).unwrap_or(0)));
             for (&i, v) in positions[g].iter().zip(reply) {
                 out[i] = v;
             }
-        }
-        if !settled {
-            // A clear under way, or copies left apart by a failure: raise them all.
-            self.settle_later();
-            return Err(CacheError::Unsettled);
         }
         let values = out.split_off(counters.len());
         Ok(Snapshot {
             epoch: epoch.unwrap_or(0),
             history,
-            counters: out.iter().map(number).collect(),
+            counters: out.iter().map(|v| number(Some(v))).collect(),
             values,
+        })
+    }
+
+    /// A read within its budget, counted when slower than the command timeout.
+    async fn timed_read<T>(
+        &self,
+        read: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, CacheError> {
+        let started = Instant::now();
+        let result = self.run_on(&self.client, self.read_budget, read).await;
+        if started.elapsed() > self.timeout {
+            crate::metrics::cache_slow_read();
+        }
+        result
+    }
+
+    /// The epoch copy a read got; a missing one (flushed without a reconnect) is
+    /// re-seeded and the read answers nothing.
+    fn epoch_of(&self, value: Option<Option<String>>) -> Result<u64, CacheError> {
+        number(value.as_ref()).ok_or_else(|| {
+            self.settle_later();
+            CacheError::Unseeded
         })
     }
 
@@ -596,6 +601,11 @@ fn build_client(url: &str, timeout: Duration) -> Result<Client, CacheError> {
         // 0 attempts = forever; 50 ms doubling up to 2 s.
         .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
         .build()?)
+}
+
+/// A counter's value as read (`None` when missing or not a number).
+fn number(value: Option<&Option<String>>) -> Option<u64> {
+    value?.as_deref()?.parse().ok()
 }
 
 /// How far `raise_epochs` moves the epoch copies.

@@ -85,6 +85,8 @@ impl MemoryStore {
             history: Vec::new(),
             counters,
             values,
+            lost: Vec::new(),
+            failed: Vec::new(),
         })
     }
 

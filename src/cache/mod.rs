@@ -5,14 +5,17 @@
 //! Layout:
 //! - `entry`: the versioned entry format and the fill / invalidation rules.
 //! - `keys`: key names, spread over hash-tag groups (one per Redis Cluster slot).
-//! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one.
+//! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one;
+//!   `route` maps key groups to Redis nodes, `lua` holds the Redis scripts.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
 pub mod entry;
 pub mod keys;
+mod lua;
 pub mod memory;
 pub mod redis;
+pub mod route;
 pub mod stamps;
 pub mod stats;
 pub mod trust;
@@ -70,6 +73,24 @@ pub struct Snapshot {
     pub history: Vec<(usize, u64)>,
     pub counters: Vec<Option<u64>>,
     pub values: Vec<Option<String>>,
+    /// Positions (into counters, then values) this read could not learn: their group's
+    /// node failed, or the group is not usable now. Usually empty. A lost value is not a
+    /// miss: nothing may be assumed about its entry (no single-flight join, no fill).
+    pub lost: Vec<usize>,
+    /// The groups whose node failed, and how.
+    pub failed: Vec<(usize, CacheError)>,
+}
+
+impl Snapshot {
+    /// Whether value `i` (of the asked keys) is lost.
+    pub fn value_lost(&self, i: usize) -> bool {
+        !self.lost.is_empty() && self.lost.contains(&(self.counters.len() + i))
+    }
+
+    /// Whether counter `j` is lost.
+    pub fn counter_lost(&self, j: usize) -> bool {
+        !self.lost.is_empty() && self.lost.contains(&j)
+    }
 }
 
 /// A reader's conditional write of what it loaded (`version` 0 = "no such row").
@@ -181,10 +202,20 @@ impl Cache {
         !matches!(self.store, Store::None)
     }
 
-    /// Whether the store can be reached now (always for the in-process store).
+    /// Whether the store can be reached now, every group's node (always for the
+    /// in-process store).
     pub fn is_connected(&self) -> bool {
         match &self.store {
             Store::Redis(r) => r.is_connected(),
+            Store::Memory(_) => true,
+            Store::None => false,
+        }
+    }
+
+    /// Whether some group's node can be reached now.
+    pub fn any_connected(&self) -> bool {
+        match &self.store {
+            Store::Redis(r) => r.any_connected(),
             Store::Memory(_) => true,
             Store::None => false,
         }
@@ -198,7 +229,8 @@ impl Cache {
     }
 
     /// One round trip: the epoch, the list `counters` (key names), and `keys`. `None`
-    /// when there is no cache or it failed (already counted and logged against `kind`).
+    /// when there is no cache or it failed (already counted and logged against `kind`);
+    /// groups that are not usable now, or whose node failed, are `lost` in the answer.
     pub async fn read(
         &self,
         kind: Kind,
@@ -206,7 +238,8 @@ impl Cache {
         counters: &[String],
         tally: &RequestTally,
     ) -> Option<Snapshot> {
-        if !self.usable() {
+        let skip = self.unusable_mask();
+        if skip == self.all_groups() || matches!(self.store, Store::None) {
             return None;
         }
         // Only values seen before this read was sent bind it: a delivery answered while
@@ -215,11 +248,16 @@ impl Cache {
         let floors = self.trust.floors();
         let result = match &self.store {
             Store::None => return None,
-            Store::Redis(r) => timed("read", r.read(keys, counters)).await,
+            Store::Redis(r) => timed("read", r.read(keys, counters, skip)).await,
             Store::Memory(m) => timed("read", m.read(keys, counters)).await,
         };
         tally.round_trip();
-        let snapshot = self.ok_or_log(kind, result)?;
+        let touched = || self.groups_of(counters.iter().chain(keys).map(String::as_str));
+        let mut snapshot = self.ok_or_log(kind, result, touched)?;
+        for (group, e) in std::mem::take(&mut snapshot.failed) {
+            let _ = self.ok_or_log::<()>(kind, Err(e), || 1 << group);
+            snapshot.failed.push((group, CacheError::Unavailable));
+        }
         for &(group, seen) in &snapshot.history {
             if seen < floors[group] {
                 self.history_lost();
@@ -252,7 +290,9 @@ impl Cache {
             _ => return None,
         };
         tally.round_trip();
-        self.ok_or_log(Kind::List, result)
+        self.ok_or_log(Kind::List, result, || {
+            self.groups_of(keys.iter().map(String::as_str))
+        })
     }
 
     /// Whether every stamp of an earlier answer still holds: one round trip reading the
@@ -269,7 +309,8 @@ impl Cache {
         else {
             return false;
         };
-        let holds = Some(now.epoch) == stamps.epoch
+        let holds = now.lost.is_empty()
+            && Some(now.epoch) == stamps.epoch
             && stamps
                 .counters
                 .iter()
@@ -290,21 +331,37 @@ impl Cache {
         holds
     }
 
-    /// Conditional fills, one round trip; rejected fills are counted, not errors.
-    pub async fn fill(&self, kind: Kind, fills: Vec<Fill>, tally: &RequestTally) {
-        if fills.is_empty() || !self.usable() {
+    /// Conditional fills, one round trip; rejected fills are counted, not errors. Fills
+    /// of groups that are not usable now are dropped.
+    pub async fn fill(&self, kind: Kind, mut fills: Vec<Fill>, tally: &RequestTally) {
+        let skip = self.unusable_mask();
+        if skip != 0 {
+            fills.retain(|f| skip & (1 << self.keys.group_of(&f.key)) == 0);
+        }
+        if fills.is_empty() {
             return;
         }
-        let n = fills.len() as u64;
-        let result = match &self.store {
+        let (accepted, failed) = match &self.store {
             Store::None => return,
-            Store::Redis(r) => timed("fill", r.fill(&fills)).await,
-            Store::Memory(m) => timed("fill", m.fill(&fills)).await,
+            Store::Redis(r) => timed_parts("fill", r.fill(&fills)).await,
+            Store::Memory(m) => one_group(timed("fill", m.fill(&fills)).await),
         };
         tally.round_trip();
-        if let Some(accepted) = self.ok_or_log(kind, result) {
-            self.stats.add(kind, Event::Fill, accepted);
-            self.stats.add(kind, Event::FillRejected, n - accepted);
+        let asked = fills
+            .iter()
+            .filter(|f| !failed.iter().any(|(g, _)| *g == self.keys.group_of(&f.key)))
+            .count() as u64;
+        self.failed_groups(kind, failed);
+        self.stats.add(kind, Event::Fill, accepted);
+        self.stats
+            .add(kind, Event::FillRejected, asked.saturating_sub(accepted));
+    }
+
+    /// Counts and logs each failed group's error, degrading that group if it may have
+    /// lost an invalidation.
+    fn failed_groups(&self, kind: Kind, failed: Vec<(usize, CacheError)>) {
+        for (group, e) in failed {
+            let _ = self.ok_or_log::<()>(kind, Err(e), || 1 << group);
         }
     }
 
@@ -363,8 +420,12 @@ impl Cache {
 
     /// Stores list pages, one round trip. Not conditional: the counter tags inside each
     /// page decide whether a later read may use it.
-    pub async fn put_lists(&self, pages: Vec<(String, String)>, tally: &RequestTally) {
-        if pages.is_empty() || !self.usable() {
+    pub async fn put_lists(&self, mut pages: Vec<(String, String)>, tally: &RequestTally) {
+        let skip = self.unusable_mask();
+        if skip != 0 {
+            pages.retain(|(k, _)| skip & (1 << self.keys.group_of(k)) == 0);
+        }
+        if pages.is_empty() {
             return;
         }
         let n = pages.len() as u64;
@@ -372,15 +433,14 @@ impl Cache {
             .into_iter()
             .map(|(k, v)| (k, v, self.jittered(self.ttls.list)))
             .collect();
-        let result = match &self.store {
+        let (written, failed) = match &self.store {
             Store::None => return,
-            Store::Redis(r) => timed("put", r.put_many(entries)).await,
-            Store::Memory(m) => timed("put", m.put_many(entries)).await,
+            Store::Redis(r) => timed_parts("put", r.put_many(entries)).await,
+            Store::Memory(m) => one_group(timed("put", m.put_many(entries)).await.map(|_| n)),
         };
         tally.round_trip();
-        if self.ok_or_log(Kind::List, result).is_some() {
-            self.stats.add(Kind::List, Event::Fill, n);
-        }
+        self.failed_groups(Kind::List, failed);
+        self.stats.add(Kind::List, Event::Fill, written);
     }
 
     /// Test-only: the naive invalidation, a plain delete of `keys` and the counter bumps.
@@ -395,8 +455,9 @@ impl Cache {
         match &self.store {
             Store::None => {}
             Store::Redis(r) => {
+                let client = r.client().ok_or(CacheError::Unavailable)?;
                 for key in keys {
-                    r.client().del::<(), _>(key).await?;
+                    client.del::<(), _>(key).await?;
                 }
                 r.mark(&[], counters).await?;
             }
@@ -425,10 +486,10 @@ impl Cache {
         }
     }
 
-    /// The Redis client, for tests that inspect keys and TTLs.
-    pub fn redis_client(&self) -> Option<&fred::clients::Client> {
+    /// The Redis client (of group 0's node), for tests that inspect keys and TTLs.
+    pub fn redis_client(&self) -> Option<fred::clients::Client> {
         match &self.store {
-            Store::Redis(r) => Some(r.client()),
+            Store::Redis(r) => r.client(),
             _ => None,
         }
     }
@@ -452,12 +513,19 @@ impl Cache {
         jitter(ttl, self.ttls.jitter_percent)
     }
 
-    fn ok_or_log<T>(&self, kind: Kind, result: Result<T, CacheError>) -> Option<T> {
+    /// `result`'s value, or `None` after counting and logging its error; an error that
+    /// may have lost an invalidation degrades the groups it `touched` (bit g).
+    fn ok_or_log<T>(
+        &self,
+        kind: Kind,
+        result: Result<T, CacheError>,
+        touched: impl FnOnce() -> u64,
+    ) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
                 if e.is_loss() {
-                    self.record_error();
+                    self.record_error(touched());
                 }
                 self.stats.add(kind, Event::Error, 1);
                 self.log_error(&e);
@@ -482,6 +550,25 @@ impl Cache {
         {
             tracing::warn!(error = %e, "cache unavailable; serving from the database");
         }
+    }
+}
+
+/// A store command in parts (one per group): its latency, and whether every part went.
+async fn timed_parts<T>(
+    op: &'static str,
+    command: impl Future<Output = (T, Vec<(usize, CacheError)>)>,
+) -> (T, Vec<(usize, CacheError)>) {
+    let started = std::time::Instant::now();
+    let result = command.await;
+    crate::metrics::cache_command(op, started.elapsed().as_secs_f64(), result.1.is_empty());
+    result
+}
+
+/// A one-group store's result in the shape of `timed_parts`.
+fn one_group(result: Result<u64, CacheError>) -> (u64, Vec<(usize, CacheError)>) {
+    match result {
+        Ok(n) => (n, Vec::new()),
+        Err(e) => (0, vec![(0, e)]),
     }
 }
 

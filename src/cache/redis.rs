@@ -1,145 +1,70 @@
 //! The Redis/Valkey store through fred, configured as a cache rather than a database:
 //! connect in the background and retry forever with exponential backoff, a short
-//! command timeout (reads may wait longer, up to their budget, on a connection that is
-//! up), no command retries, a bounded command buffer, detection of unresponsive
-//! connections, an instant "unavailable" while disconnected, and a short circuit
-//! breaker after a timeout, so a dead or stalled Redis costs a request at most one
-//! timeout on top of its database read.
+//! command timeout (reads may wait longer on a connection that is up, see
+//! `timed_read`), no command retries, a bounded command buffer, detection of
+//! unresponsive connections, an instant "unavailable" while disconnected, and a short
+//! circuit breaker after a stalled command, so a dead or stalled node costs a request at
+//! most one wait on top of its database read.
 //!
-//! Keys spread over hash-tag groups (`keys`); on a single Redis there is one. Every
-//! command names keys of one group, and the commands of one operation go out together
-//! (one wave), so a read costs one round trip however many groups it touches. The epoch
-//! has a copy per group, all held at one value: it is only ever raised, in every group,
-//! to a target read from all copies (`raise_epochs`), so copies that disagree (a clear
-//! under way, or a group whose node lost its data) converge on the highest.
+//! Keys spread over hash-tag groups (`keys`); on a single Redis there is one, on a
+//! cluster each group is served by its master's own connection (`route`). Every command
+//! names keys of one group, and the commands of one operation go out together (one
+//! wave), so a read costs one round trip however many groups it touches, and a group
+//! whose node fails costs only that group (`Snapshot::lost`). The epoch has a copy per
+//! group, all held at one value: it is only ever raised, in every group, to a target
+//! read from all copies (`raise_epochs`), so copies that disagree (a clear under way,
+//! or a group whose node lost its data) converge on the highest.
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-    time::{Duration, Instant},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
 };
 
 use fred::{
     prelude::*,
-    types::{config::UnresponsiveConfig, scripts::Script},
+    types::{
+        config::{Server, ServerConfig, UnresponsiveConfig},
+        scripts::Script,
+    },
 };
 
-use super::{CacheError, Fill, Mark, Snapshot, keys::Keys};
+use super::{
+    CacheError, Fill, Mark, Snapshot,
+    keys::Keys,
+    lua,
+    route::{Node, Routes},
+};
 
-/// Conditional fills: the Lua twin of `entry::fill_allowed`.
-/// KEYS: item keys. ARGV: per key, version, payload, ttl in ms.
-const FILL_LUA: &str = r#"
-local accepted = 0
-for i, key in ipairs(KEYS) do
-  local v = tonumber(ARGV[3 * i - 2])
-  local cur = redis.call('GET', key)
-  local ok = true
-  if cur then
-    local tag, cv = string.match(cur, '^(%a)|(%d+)')
-    if tag == 'G' then
-      ok = false
-    elseif tag == 'V' or tag == 'P' then
-      ok = v >= tonumber(cv)
-    end
-  end
-  if ok then
-    -- A fill that replaces a tombstone keeps at least the tombstone's remaining life:
-    -- a slower reader holding an older row may still be on its way.
-    local px = tonumber(ARGV[3 * i])
-    if cur and string.sub(cur, 1, 1) == 'P' then
-      local left = redis.call('PTTL', key)
-      if left > px then px = left end
-    end
-    redis.call('SET', key, ARGV[3 * i - 1], 'PX', px)
-    accepted = accepted + 1
-  end
-end
-return accepted
-"#;
-
-/// Tombstones after a commit, then the list counter bumps, then the history counter: the
-/// Lua twin of `entry::mark_allowed`. KEYS[1]: the history counter; then the item keys,
-/// then the counter keys. ARGV[1]: a random seed for a missing counter; ARGV[2]: how many
-/// item keys; then per item key: version, payload, ttl ms, gone (0/1). Tombstones first,
-/// so a reader that sees a counter's new value also sees the item's tombstone. Returns
-/// the history counter's new value, which the outbox row records in Postgres.
-const MARK_LUA: &str = r#"
-local items = tonumber(ARGV[2])
-for i = 1, items do
-  local key = KEYS[i + 1]
-  local base = 2 + 4 * (i - 1)
-  local v = tonumber(ARGV[base + 1])
-  local gone = ARGV[base + 4] == '1'
-  local cur = redis.call('GET', key)
-  local write = true
-  if cur then
-    local tag, cv = string.match(cur, '^(%a)|(%d+)')
-    if tag == 'G' then
-      write = false
-    elseif not gone and (tag == 'V' or tag == 'P') then
-      write = tonumber(cv) < v
-    end
-  end
-  if write then
-    redis.call('SET', key, ARGV[base + 2], 'PX', ARGV[base + 3])
-  end
-end
-for i = items + 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('SET', KEYS[i], ARGV[1])
-  end
-  redis.call('INCR', KEYS[i])
-end
-return redis.call('INCR', KEYS[1])
-"#;
-
-/// One group's epoch copy raised to a target (never lowered), and its history counter
-/// to a floor (after a failed history check; 0 otherwise). KEYS: epoch, history. ARGV:
-/// target, floor. Returns the copy's value.
-const RAISE_LUA: &str = r#"
-local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if e < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-local h = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if h < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[2])
-end
-return redis.call('GET', KEYS[1])
-"#;
-
-pub struct RedisStore {
-    client: Client,
-    keys: Keys,
+/// The scripts, loaded once per node on first use (`EVALSHA`, reloaded when missing).
+#[derive(Clone)]
+struct Scripts {
     fill: Script,
     mark: Script,
     raise: Script,
-    timeout: Duration,
-    /// How long a read may wait on a connected Redis before its request goes to the
-    /// database for it (`CACHE_READ_BUDGET_MS`): a read slower than `timeout` because
-    /// this process or Redis is busy is waited out, and counted, not treated as down.
-    read_budget: Duration,
-    /// Circuit breaker: after a timeout, every command fails at once until this
-    /// instant (milliseconds since `epoch`), so one stalled Redis costs each request
-    /// at most one timeout instead of one per cache command.
-    open_until_ms: AtomicU64,
-    epoch: Instant,
-    /// Connections made so far (the first one included) plus connection errors seen. A
-    /// Redis that came back may hold older data than before (a snapshot, a lagging
-    /// replica), so what this process remembers of it (replayable answers, a passed
-    /// history check) must not outlive a reconnect; counting the error that precedes one
-    /// closes the gap until the reconnect is reported.
-    connections: std::sync::Arc<AtomicU64>,
-    /// With `CACHE_WAIT_REPLICAS`: a client of its own for the invalidation script and
-    /// its `WAIT` (which counts that connection's writes and blocks it, so reads never
-    /// queue behind it), the replicas to wait for, and the longest wait.
-    replicated: Option<(Client, u32, Duration)>,
 }
 
-/// How long the breaker stays open after a timeout.
-const BREAKER_OPEN: Duration = Duration::from_millis(250);
+pub struct RedisStore {
+    routes: Arc<Routes>,
+    keys: Keys,
+    scripts: Scripts,
+    timeout: Duration,
+    /// How long a read waits on a connected node before it looks at whether the node is
+    /// still answering anything (`CACHE_READ_BUDGET_MS`, see `timed_read`).
+    read_budget: Duration,
+    /// With `CACHE_WAIT_REPLICAS`: the replicas to wait for, and the longest wait.
+    wait: Option<(u32, Duration)>,
+    /// Connections made so far on every node plus connection errors seen. A Redis that
+    /// came back may hold older data than before (a snapshot, a lagging replica), so what
+    /// this process remembers of it (replayable answers) must not outlive a reconnect;
+    /// counting the error that precedes one closes the gap until it is reported.
+    connections: Arc<AtomicU64>,
+}
 
 impl RedisStore {
-    /// Builds the client (and, with `wait` = (replicas, timeout), the invalidation
-    /// client) and starts connecting in the background; never waits for Redis.
+    /// Builds the clients (with `wait` = (replicas, timeout), an invalidation client per
+    /// node too) and starts connecting and mapping in the background; never waits.
     pub fn start(
         url: &str,
         keys: Keys,
@@ -147,106 +72,144 @@ impl RedisStore {
         read_budget: Duration,
         wait: Option<(u32, Duration)>,
     ) -> Result<Self, CacheError> {
-        // fred's own timeout above every deadline set here, so ours decide.
-        let client = build_client(url, timeout.max(read_budget) * 2)?;
-        let _connection_task = client.connect();
-        let replicated = match wait {
-            Some((n, t)) if n > 0 => {
-                let marks = build_client(url, timeout + t)?;
-                let _task = marks.connect();
-                Some((marks, n, t))
-            }
-            _ => None,
+        let config = Config::from_url(url)?;
+        let connections: Arc<AtomicU64> = Default::default();
+        let reconnected = Arc::new(tokio::sync::Notify::new());
+        let settle = Arc::new(AtomicBool::new(true));
+        let build = {
+            let (config, connections, reconnected, settle) = (
+                config.clone(),
+                connections.clone(),
+                reconnected.clone(),
+                settle.clone(),
+            );
+            let wait = wait.filter(|(n, _)| *n > 0);
+            Box::new(move |server: Option<&Server>| {
+                let mut config = config.clone();
+                if let Some(s) = server {
+                    config.server = ServerConfig::Centralized { server: s.clone() };
+                }
+                let server = server
+                    .cloned()
+                    .or_else(|| config.server.hosts().into_iter().next())
+                    .unwrap_or_else(|| Server::new("localhost", 6379));
+                // fred's own timeout above every deadline set here (a busy node's read
+                // may wait past its budget; the request timeout bounds it): ours decide.
+                let client = build_client(&config, (read_budget * 2).max(Duration::from_secs(10)))?;
+                let marks = match wait {
+                    Some((_, t)) => Some(build_client(&config, timeout + t)?),
+                    None => None,
+                };
+                let node_connections: Arc<AtomicU64> = Default::default();
+                for c in std::iter::once(&client).chain(&marks) {
+                    let (all, own, woken, settle) = (
+                        connections.clone(),
+                        node_connections.clone(),
+                        reconnected.clone(),
+                        settle.clone(),
+                    );
+                    // The handles are dropped: the tasks live as long as the client.
+                    let _task = c.on_reconnect(move |_| {
+                        all.fetch_add(1, Relaxed);
+                        own.fetch_add(1, Relaxed);
+                        settle.store(true, Relaxed);
+                        woken.notify_one();
+                        async { Ok(()) }
+                    });
+                    let (all, own) = (connections.clone(), node_connections.clone());
+                    let _errors = c.on_error(move |_| {
+                        all.fetch_add(1, Relaxed);
+                        own.fetch_add(1, Relaxed);
+                        async { Ok(()) }
+                    });
+                    let _connection = c.connect();
+                }
+                Ok(Node::new(server, client, marks, node_connections))
+            })
         };
-        let store = Self {
-            client,
+        let routes = Arc::new(Routes::new(&keys, &config, build)?);
+        let scripts = Scripts {
+            fill: Script::from_lua(lua::FILL_LUA),
+            mark: Script::from_lua(lua::MARK_LUA),
+            raise: Script::from_lua(lua::RAISE_LUA),
+        };
+        tokio::spawn(maintain(
+            Arc::downgrade(&routes),
+            keys.clone(),
+            scripts.raise.clone(),
+            reconnected,
+            settle,
+        ));
+        Ok(Self {
+            routes,
             keys,
-            fill: Script::from_lua(FILL_LUA),
-            mark: Script::from_lua(MARK_LUA),
-            raise: Script::from_lua(RAISE_LUA),
+            scripts,
             timeout,
             read_budget,
-            open_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            connections: Default::default(),
-            replicated,
-        };
-        store.seed_epoch_on_connect();
-        Ok(store)
+            wait: wait.filter(|(n, _)| *n > 0),
+            connections,
+        })
     }
 
-    /// A missing epoch copy (a new, restarted or flushed Redis or node) makes every copy
-    /// jump by a random amount, so an epoch seen before a restart is not seen again
-    /// after it: a value filled from a pre-restart read reads as a miss. (List counters
-    /// are seeded with random values by the first write or read that finds one missing.)
-    fn seed_epoch_on_connect(&self) {
-        let (client, keys, raise) = (self.client.clone(), self.keys.clone(), self.raise.clone());
-        let connections = self.connections.clone();
-        // The returned handle is dropped: the task lives as long as the client.
-        let _task = self.client.on_reconnect(move |_server| {
-            let (client, keys, raise) = (client.clone(), keys.clone(), raise.clone());
-            connections.fetch_add(1, Relaxed);
-            async move {
-                let _ = settle_epochs(&client, &keys, &raise).await;
-                Ok(())
-            }
-        });
-        let connections = self.connections.clone();
-        let _errors = self.client.on_error(move |_| {
-            connections.fetch_add(1, Relaxed);
-            async { Ok(()) }
-        });
-    }
-
+    /// Whether every group's node is connected.
     pub fn is_connected(&self) -> bool {
-        self.client.is_connected()
+        (0..self.keys.groups()).all(|g| self.routes.is_connected(g))
     }
 
-    /// How many times the client has (re)connected.
+    /// Whether some group's node is connected.
+    pub fn any_connected(&self) -> bool {
+        (0..self.keys.groups()).any(|g| self.routes.is_connected(g))
+    }
+
+    /// How many times the clients have (re)connected or seen a connection error.
     pub fn connections(&self) -> u64 {
         self.connections.load(Relaxed)
     }
 
-    /// Waits up to `limit` for the background connection.
-    pub async fn wait_connected(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.client.wait_for_connect()).await;
+    /// A number that changes when `group`'s node reconnects or the group moves.
+    pub fn session(&self, group: usize) -> u64 {
+        self.routes.session(group)
     }
 
+    /// Waits up to `limit` until every group has a connected node.
+    pub async fn wait_connected(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The node serving `group`, ready for a command.
+    fn node(&self, group: usize) -> Result<Arc<Node>, CacheError> {
+        let node = self.routes.node(group).ok_or(CacheError::Unavailable)?;
+        node.ready()?;
+        Ok(node)
+    }
+
+    /// `fut`, a command of `node`, within `timeout`; a stall opens its breaker, and an
+    /// error of the group asks for a fresh map (the group may have moved).
     async fn run<T>(
         &self,
-        fut: impl Future<Output = Result<T, fred::error::Error>>,
-    ) -> Result<T, CacheError> {
-        self.run_on(&self.client, self.timeout, fut).await
-    }
-
-    /// `fut`, a command of `client`, within `timeout`, behind the breaker.
-    async fn run_on<T>(
-        &self,
-        client: &Client,
+        node: &Node,
         timeout: Duration,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
-        if !client.is_connected() {
-            return Err(CacheError::Unavailable);
-        }
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
-        if now_ms < self.open_until_ms.load(Relaxed) {
-            return Err(CacheError::Timeout);
-        }
         match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => Ok(r?),
-            Err(_) => {
-                let until = self.epoch.elapsed() + BREAKER_OPEN;
-                self.open_until_ms.store(until.as_millis() as u64, Relaxed);
-                Err(CacheError::Timeout)
-            }
+            Ok(r) => Ok(node.answered(r)?),
+            Err(_) => Err(node.stalled()),
         }
     }
 
     /// The epoch, the history counter of each group read, the asked counters, then the
     /// asked keys: one MGET per group the keys fall in (with that group's epoch copy and
-    /// history counter first), all sent at once.
-    pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
+    /// history counter first), all sent at once. Groups in `skip`, or whose node fails,
+    /// are `lost` in the answer; only when every group is lost does the read fail.
+    pub async fn read(
+        &self,
+        keys: &[String],
+        counters: &[String],
+        skip: u64,
+    ) -> Result<Snapshot, CacheError> {
         let groups = self.keys.groups();
         let names: Vec<&str> = counters.iter().chain(keys).map(String::as_str).collect();
         // Per group: the positions (into counters ++ keys) it answers for.
@@ -254,8 +217,10 @@ impl RedisStore {
         for (i, key) in names.iter().enumerate() {
             positions[self.keys.group_of(key)].push(i);
         }
-        let mut asked: Vec<usize> = (0..groups).filter(|&g| !positions[g].is_empty()).collect();
-        if asked.is_empty() {
+        let mut asked: Vec<usize> = (0..groups)
+            .filter(|&g| !positions[g].is_empty() && skip & (1 << g) == 0)
+            .collect();
+        if names.is_empty() && skip & 1 == 0 {
             asked.push(0); // A read of nothing still learns the epoch (group 0's).
         }
         let stamps: Vec<[String; 2]> = asked
@@ -266,17 +231,32 @@ impl RedisStore {
             let mut list: Vec<&str> = Vec::with_capacity(positions[g].len() + 2);
             list.extend(stamp.iter().map(String::as_str));
             list.extend(positions[g].iter().map(|&i| names[i]));
-            self.client.mget::<Vec<Option<String>>, _>(list)
+            async move {
+                let node = self.node(g)?;
+                self.timed_read(&node, node.client.mget::<Vec<Option<String>>, _>(list))
+                    .await
+            }
         });
-        let replies = self
-            .timed_read(futures::future::try_join_all(commands))
-            .await?;
+        let replies = futures::future::join_all(commands).await;
         let mut out: Vec<Option<String>> = vec![None; names.len()];
+        let mut lost: Vec<usize> = Vec::new();
+        let mut failed: Vec<(usize, CacheError)> = Vec::new();
         let mut history = Vec::with_capacity(asked.len());
         let mut epoch: Option<u64> = None;
         for (&g, reply) in asked.iter().zip(replies) {
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    failed.push((g, e));
+                    continue;
+                }
+            };
             let mut reply = reply.into_iter();
-            let e = self.epoch_of(reply.next())?;
+            let Some(e) = number(reply.next().as_ref()) else {
+                // Flushed without a reconnect: settle it, and answer nothing from this read.
+                self.settle_later();
+                return Err(CacheError::Unseeded);
+            };
             if epoch.is_some_and(|seen| seen != e) {
                 // A clear under way, or copies left apart by a failure: raise them all.
                 self.settle_later();
@@ -288,77 +268,116 @@ impl RedisStore {
                 out[i] = v;
             }
         }
+        let Some(epoch) = epoch else {
+            return Err(failed
+                .into_iter()
+                .next()
+                .map_or(CacheError::Unavailable, |(_, e)| e));
+        };
+        for (g, p) in positions.iter().enumerate() {
+            if !asked.contains(&g) || failed.iter().any(|(f, _)| *f == g) {
+                lost.extend(p);
+            }
+        }
         let values = out.split_off(counters.len());
         Ok(Snapshot {
-            epoch: epoch.unwrap_or(0),
+            epoch,
             history,
             counters: out.iter().map(|v| number(Some(v))).collect(),
             values,
+            lost,
+            failed,
         })
     }
 
-    /// A read within its budget, counted when slower than the command timeout.
+    /// A read: it waits up to its budget whatever happens (a node paused for less is
+    /// waited out), then on for as long as the node keeps answering other commands (in
+    /// slices of the command timeout): that is this process or Redis being busy, and a
+    /// read sent to the database instead would only add load where there is none to
+    /// spare. Only a slice in which the node answered nothing at all, after the budget,
+    /// gives up (and opens its breaker). Counted when slower than the command timeout.
     async fn timed_read<T>(
         &self,
+        node: &Node,
         read: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
-        let started = Instant::now();
-        let result = self.run_on(&self.client, self.read_budget, read).await;
+        let started = std::time::Instant::now();
+        let result =
+            match while_answering(self.read_budget, self.timeout, &node.answers, read).await {
+                Some(r) => Ok(node.answered(r)?),
+                None => Err(node.stalled()),
+            };
         if started.elapsed() > self.timeout {
             crate::metrics::cache_slow_read();
         }
         result
     }
 
-    /// The epoch copy a read got; a missing one (flushed without a reconnect) is
-    /// re-seeded and the read answers nothing.
-    fn epoch_of(&self, value: Option<Option<String>>) -> Result<u64, CacheError> {
-        number(value.as_ref()).ok_or_else(|| {
-            self.settle_later();
-            CacheError::Unseeded
-        })
-    }
-
     /// Brings the epoch copies back to one value, in the background.
     fn settle_later(&self) {
-        let (client, keys, raise) = (self.client.clone(), self.keys.clone(), self.raise.clone());
-        tokio::spawn(async move { settle_epochs(&client, &keys, &raise).await });
+        let (routes, keys, raise) = (
+            self.routes.clone(),
+            self.keys.clone(),
+            self.scripts.raise.clone(),
+        );
+        tokio::spawn(async move { settle_epochs(&routes, &keys, &raise).await });
     }
 
     /// One script call per group for all fills, sent at once; returns how many were
-    /// accepted.
-    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
-        let calls = self.by_group(fills, |f| &f.key).into_iter().map(|group| {
-            let keys: Vec<String> = group.iter().map(|f| f.key.clone()).collect();
-            let mut args: Vec<String> = Vec::with_capacity(group.len() * 3);
-            for f in group {
-                args.push(f.version.to_string());
-                args.push(f.payload.clone());
-                args.push(f.ttl.as_millis().max(1).to_string());
-            }
-            self.fill
-                .evalsha_with_reload::<u64, _, _>(&self.client, keys, args)
-        });
-        let accepted = self.run(futures::future::try_join_all(calls)).await?;
-        Ok(accepted.into_iter().sum())
+    /// accepted, and the groups whose node failed.
+    pub async fn fill(&self, fills: &[Fill]) -> (u64, Vec<(usize, CacheError)>) {
+        let calls = self
+            .by_group(fills, |f| &f.key)
+            .into_iter()
+            .map(|(g, group)| {
+                let keys: Vec<String> = group.iter().map(|f| f.key.clone()).collect();
+                let mut args: Vec<String> = Vec::with_capacity(group.len() * 3);
+                for f in group {
+                    args.push(f.version.to_string());
+                    args.push(f.payload.clone());
+                    args.push(f.ttl.as_millis().max(1).to_string());
+                }
+                async move {
+                    let node = self.node(g).map_err(|e| (g, e))?;
+                    let script = self.scripts.fill.evalsha_with_reload::<u64, _, _>(
+                        &node.client,
+                        keys,
+                        args,
+                    );
+                    self.run(&node, self.timeout, script)
+                        .await
+                        .map_err(|e| (g, e))
+                }
+            });
+        split(futures::future::join_all(calls).await)
     }
 
     /// `items` split by the group of each one's key, in group order.
-    fn by_group<'a, T>(&self, items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<Vec<&'a T>> {
+    fn by_group<'a, T>(
+        &self,
+        items: &'a [T],
+        key: impl Fn(&T) -> &str,
+    ) -> Vec<(usize, Vec<&'a T>)> {
         let mut groups: Vec<Vec<&T>> = vec![Vec::new(); self.keys.groups()];
         for item in items {
             groups[self.keys.group_of(key(item))].push(item);
         }
-        groups.retain(|g| !g.is_empty());
         groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .collect()
     }
 
     /// The invalidation of one write (or of a replayed batch): tombstones, then the
     /// counter bumps (`counters`: every group's copy of each bumped counter), each group's
     /// part one script that also advances that group's history counter. Groups holding a
     /// tombstone go first, the groups with only counter copies after they answered: a
-    /// reader that sees a counter's new value in any group also sees the tombstones.
-    /// Returns each touched group's history counter, which the outbox row records.
+    /// reader that sees a counter's new value in any group also sees the tombstones
+    /// (unless a tombstone's node failed: see below).
+    /// With `CACHE_WAIT_REPLICAS`, the scripts run on each node's invalidation client and
+    /// a `WAIT` on each touched node follows. Returns each touched group's history
+    /// counter, which the outbox row records.
     pub async fn mark(
         &self,
         marks: &[Mark],
@@ -376,12 +395,13 @@ impl RedisStore {
         let (first, then): (Vec<usize>, Vec<usize>) = (0..groups)
             .filter(|&g| !items[g].is_empty() || !bumps[g].is_empty())
             .partition(|&g| !items[g].is_empty());
-        let client = self.replicated.as_ref().map_or(&self.client, |r| &r.0);
         let mut history = Vec::with_capacity(first.len() + then.len());
+        let mut touched: Vec<Arc<Node>> = Vec::new();
+        let mut failed: Option<CacheError> = None;
+        // The second wave goes even when the first failed: the part left undelivered
+        // then lies only in the groups whose node failed, which every instance that reads
+        // them sees fail (and reads around), instead of in every group's counters.
         for wave in [first, then] {
-            if wave.is_empty() {
-                continue;
-            }
             let calls = wave.iter().map(|&g| {
                 let mut keys = vec![self.keys.history(g)];
                 keys.extend(items[g].iter().map(|m| m.key.clone()));
@@ -396,61 +416,55 @@ impl RedisStore {
                     args.push(m.ttl.as_millis().max(1).to_string());
                     args.push(if m.gone { "1".into() } else { "0".into() });
                 }
-                self.mark
-                    .evalsha_with_reload::<u64, _, _>(client, keys, args)
+                async move {
+                    let node = self.node(g)?;
+                    let client = node.marks.as_ref().unwrap_or(&node.client);
+                    let script = self
+                        .scripts
+                        .mark
+                        .evalsha_with_reload::<u64, _, _>(client, keys, args);
+                    let value = self.run(&node, self.timeout, script).await?;
+                    Ok::<_, CacheError>((g, value, node))
+                }
             });
-            let values = self
-                .run_on(client, self.timeout, futures::future::try_join_all(calls))
-                .await?;
-            history.extend(wave.iter().copied().zip(values));
+            for result in futures::future::join_all(calls).await {
+                match result {
+                    Ok((g, value, node)) => {
+                        history.push((g, value));
+                        if !touched.iter().any(|n| Arc::ptr_eq(n, &node)) {
+                            touched.push(node);
+                        }
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         // Once, for everything: until it answers, the mutation has not returned.
-        if let Some((client, replicas, wait)) = &self.replicated {
-            let touched: Vec<usize> = history.iter().map(|(g, _)| *g).collect();
-            self.wait_replicas(client, &touched, *replicas, *wait)
-                .await?;
+        if let Some((replicas, wait)) = self.wait {
+            self.wait_replicas(&touched, replicas, wait).await?;
         }
         Ok(history)
     }
 
-    /// `WAIT` on the node of each group in `groups`, on the invalidation client's
-    /// connection to it (which counts that connection's writes).
+    /// `WAIT` on each node's invalidation client (which counts that connection's writes).
     async fn wait_replicas(
         &self,
-        client: &Client,
-        groups: &[usize],
+        nodes: &[Arc<Node>],
         replicas: u32,
         wait: Duration,
     ) -> Result<(), CacheError> {
         let wanted = i64::from(replicas);
         let wait_ms = wait.as_millis() as i64;
-        let acked: Vec<i64> = if client.is_clustered() {
-            let state = client
-                .cached_cluster_state()
-                .ok_or(CacheError::Unavailable)?;
-            let mut nodes: Vec<fred::types::config::Server> = Vec::new();
-            for &g in groups {
-                let slot = fred::util::redis_keyslot(self.keys.epoch(g).as_bytes());
-                let node = state.get_server(slot).ok_or(CacheError::Unavailable)?;
-                if !nodes.contains(node) {
-                    nodes.push(node.clone());
-                }
-            }
-            let calls = nodes
-                .into_iter()
-                .map(|n| async move { client.with_cluster_node(n).wait(wanted, wait_ms).await });
-            self.run_on(
-                client,
-                self.timeout + wait,
-                futures::future::try_join_all(calls),
-            )
-            .await?
-        } else {
-            vec![
-                self.run_on(client, self.timeout + wait, client.wait(wanted, wait_ms))
-                    .await?,
-            ]
-        };
+        let calls = nodes.iter().filter_map(|n| {
+            let client = n.marks.as_ref()?;
+            Some(self.run(n, self.timeout + wait, client.wait::<i64>(wanted, wait_ms)))
+        });
+        let acked = futures::future::try_join_all(calls).await?;
         match acked.into_iter().min() {
             Some(acked) if acked < wanted => Err(CacheError::NotReplicated {
                 acked,
@@ -461,105 +475,125 @@ impl RedisStore {
     }
 
     /// Gives each missing counter of `keys` a random start value (`SET NX`, so one that
-    /// exists is never moved back) and reads them all again, one pipeline (one command
-    /// per key, so it is cluster safe).
+    /// exists is never moved back) and reads it again, each on its group's node.
     pub async fn seed_counters(&self, keys: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
-        let pipeline = self.client.pipeline();
-        for key in keys {
+        let calls = keys.iter().map(|key| async move {
+            let node = self.node(self.keys.group_of(key))?;
             let seed = rand::random_range(1u64..1 << 40);
-            let _: () = pipeline
-                .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
-                .await?;
-        }
-        for key in keys {
-            let _: () = pipeline.get(key.as_str()).await?;
-        }
-        let replies: Vec<Value> = self.run(pipeline.all()).await?;
-        Ok(replies
-            .into_iter()
-            .skip(keys.len())
-            .map(|v| v.convert::<Option<String>>().ok().flatten())
-            .map(|v| v.and_then(|v| v.parse().ok()))
-            .collect())
+            let seeded = async {
+                let _: Option<String> = node
+                    .client
+                    .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
+                    .await?;
+                node.client.get::<Option<String>, _>(key.as_str()).await
+            };
+            let value = self.run(&node, self.timeout, seeded).await?;
+            Ok::<_, CacheError>(value.and_then(|v| v.parse().ok()))
+        });
+        futures::future::try_join_all(calls).await
     }
 
-    /// Plain writes with a TTL each, in one pipeline.
+    /// Plain writes with a TTL each, sent at once; returns how many were written, and
+    /// the groups whose node failed.
     pub async fn put_many(
         &self,
         entries: Vec<(String, String, Duration)>,
-    ) -> Result<(), CacheError> {
-        let pipeline = self.client.pipeline();
-        for (key, value, ttl) in entries {
+    ) -> (u64, Vec<(usize, CacheError)>) {
+        let calls = entries.into_iter().map(|(key, value, ttl)| async move {
+            let g = self.keys.group_of(&key);
+            let node = self.node(g).map_err(|e| (g, e))?;
             let px = Expiration::PX(ttl.as_millis().max(1) as i64);
-            let _: () = pipeline.set(key, value, Some(px), None, false).await?;
-        }
-        self.run(pipeline.all::<()>()).await
+            let set = node
+                .client
+                .set::<(), _, _>(key, value, Some(px), None, false);
+            self.run(&node, self.timeout, set)
+                .await
+                .map(|_| 1)
+                .map_err(|e| (g, e))
+        });
+        split(futures::future::join_all(calls).await)
     }
 
     /// `clearCache`: every epoch copy raised to one more than the highest (a random jump
     /// when one is missing: a flushed node), two waves. Returns the new epoch.
     pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
-        self.run(raise_epochs(
-            &self.client,
+        raise_epochs(
+            &self.routes,
             &self.keys,
-            &self.raise,
+            &self.scripts.raise,
             Raise::Bump,
             &[],
-        ))
+        )
         .await
     }
 
-    /// Each group's history counter (0 when missing), and the server's `run_id` (on a
-    /// single Redis; a cluster's nodes have one each, so none).
-    pub async fn history(&self) -> Result<(Vec<u64>, Option<String>), CacheError> {
-        let groups = self.keys.groups();
-        let pipeline = self.client.pipeline();
-        for g in 0..groups {
-            let _: () = pipeline.get(self.keys.history(g)).await?;
-        }
-        let clustered = self.client.is_clustered();
-        if !clustered {
-            let _: () = pipeline.info(Some(fred::types::InfoKind::Server)).await?;
-        }
-        let replies: Vec<Value> = self.run(pipeline.all()).await?;
-        let mut replies = replies.into_iter();
-        let counts = (&mut replies)
-            .take(groups)
-            .map(|v| v.convert::<Option<String>>().ok().flatten())
-            .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    /// Each group's history counter (0 when missing; `None` when its node did not
+    /// answer), and the server's `run_id` (on a single Redis; a cluster's nodes have one
+    /// each, so none).
+    pub async fn history(&self) -> (Vec<Option<u64>>, Option<String>) {
+        let calls = (0..self.keys.groups()).map(|g| async move {
+            let node = self.node(g)?;
+            let get = node.client.get::<Option<String>, _>(self.keys.history(g));
+            let value = self.run(&node, self.timeout, get).await?;
+            Ok::<_, CacheError>(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+        });
+        let counts = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(Result::ok)
             .collect();
-        let run_id = replies
-            .next()
-            .and_then(|v| v.convert::<String>().ok())
-            .and_then(|info| {
+        let run_id = match self.routes.is_clustered() {
+            true => None,
+            false => self.info_text().await.ok().and_then(|info| {
                 info.lines()
                     .find_map(|l| l.strip_prefix("run_id:"))
                     .map(|v| v.trim().to_string())
-            });
-        Ok((counts, run_id))
+            }),
+        };
+        (counts, run_id)
     }
 
     /// Makes everything stored so far unreachable (every epoch copy jumps by a random
     /// amount) and raises each group's history counter to its `floors` entry; returns
     /// the new epoch.
     pub async fn jump_epoch(&self, floors: &[u64]) -> Result<u64, CacheError> {
-        self.run(raise_epochs(
-            &self.client,
+        raise_epochs(
+            &self.routes,
             &self.keys,
-            &self.raise,
+            &self.scripts.raise,
             Raise::Jump,
             floors,
-        ))
+        )
         .await
     }
 
-    pub async fn ping(&self) -> Result<(), CacheError> {
-        self.run(self.client.ping::<String>(None)).await.map(|_| ())
+    /// The groups (bit g) whose node answers a `PING` now.
+    pub async fn ping(&self) -> u64 {
+        let calls = (0..self.keys.groups()).map(|g| async move {
+            let node = self.node(g).ok()?;
+            let ping = node.client.ping::<String>(None);
+            self.run(&node, self.timeout, ping)
+                .await
+                .ok()
+                .map(|_| 1u64 << g)
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .sum()
     }
 
-    /// Server facts for `cacheStats`: version, memory used, connected clients.
+    async fn info_text(&self) -> Result<String, CacheError> {
+        let node = self.node(0)?;
+        self.run(&node, self.timeout, node.client.info::<String>(None))
+            .await
+    }
+
+    /// Server facts for `cacheStats` (of group 0's node): version, memory used,
+    /// connected clients.
     pub async fn info(&self) -> Result<RedisInfo, CacheError> {
-        let text: String = self.run(self.client.info(None)).await?;
+        let text = self.info_text().await?;
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
@@ -572,15 +606,56 @@ impl RedisStore {
         })
     }
 
-    /// Raw access for the tests that read TTLs and entries.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Raw access (group 0's node) for the tests that read TTLs and entries.
+    pub fn client(&self) -> Option<Client> {
+        self.routes.node(0).map(|n| n.client.clone())
+    }
+}
+
+/// For the life of the store: on a cluster, maps the groups to masters at once and then
+/// every second (and at once after a reconnect, which may follow a failover); after a
+/// (re)connect, settles the epoch copies (a new, restarted or flushed node gets them
+/// raised by a random jump, so an epoch seen before is not seen again).
+async fn maintain(
+    routes: std::sync::Weak<Routes>,
+    keys: Keys,
+    raise: Script,
+    reconnected: Arc<tokio::sync::Notify>,
+    settle: Arc<AtomicBool>,
+) {
+    let mut mapped = false;
+    loop {
+        let Some(r) = routes.upgrade() else {
+            return;
+        };
+        if r.is_clustered() {
+            mapped = r.refresh().await.is_ok() || mapped;
+        }
+        if settle.load(Relaxed) && (!r.is_clustered() || mapped) {
+            let (routes, keys, raise, settle) =
+                (r.clone(), keys.clone(), raise.clone(), settle.clone());
+            tokio::spawn(async move {
+                settle.store(false, Relaxed);
+                if raise_epochs(&routes, &keys, &raise, Raise::Settle, &[])
+                    .await
+                    .is_err()
+                {
+                    settle.store(true, Relaxed);
+                }
+            });
+        }
+        drop(r);
+        let pause = if mapped { 1000 } else { 50 };
+        tokio::select! {
+            _ = reconnected.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+        }
     }
 }
 
 /// A fred client configured as a cache client (see the module header), not connected.
-fn build_client(url: &str, timeout: Duration) -> Result<Client, CacheError> {
-    let mut config = Config::from_url(url)?;
+fn build_client(config: &Config, timeout: Duration) -> Result<Client, CacheError> {
+    let mut config = config.clone();
     // Retry the very first connection too, so the server starts while Redis is down.
     config.fail_fast = false;
     Ok(Builder::from_config(config)
@@ -603,6 +678,40 @@ fn build_client(url: &str, timeout: Duration) -> Result<Client, CacheError> {
         .build()?)
 }
 
+/// `fut`'s output if it finishes within `budget`, or later while `answers` keeps moving
+/// (checked every `slice`); `None` once a slice past the budget saw no answer.
+async fn while_answering<T>(
+    budget: Duration,
+    slice: Duration,
+    answers: &AtomicU64,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    let mut fut = std::pin::pin!(fut);
+    let mut wait = budget;
+    loop {
+        let seen = answers.load(Relaxed);
+        match tokio::time::timeout(wait, &mut fut).await {
+            Ok(v) => return Some(v),
+            Err(_) if answers.load(Relaxed) > seen => wait = slice,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The sum of what succeeded, and each failed group once (with its first error).
+fn split(results: Vec<Result<u64, (usize, CacheError)>>) -> (u64, Vec<(usize, CacheError)>) {
+    let mut done = 0;
+    let mut failed: Vec<(usize, CacheError)> = Vec::new();
+    for r in results {
+        match r {
+            Ok(n) => done += n,
+            Err((g, e)) if !failed.iter().any(|(f, _)| *f == g) => failed.push((g, e)),
+            Err(_) => {}
+        }
+    }
+    (done, failed)
+}
+
 /// A counter's value as read (`None` when missing or not a number).
 fn number(value: Option<&Option<String>>) -> Option<u64> {
     value?.as_deref()?.parse().ok()
@@ -621,21 +730,31 @@ enum Raise {
 
 /// Reads every epoch copy (one wave), then raises each to one target (a second wave),
 /// with the history counters raised to `floors` (by group; missing = 0). A missing copy
-/// means a group lost its data, so the target then jumps. Returns the target.
+/// means a group lost its data, so the target then jumps. Every group's node must
+/// answer. Returns the target.
 async fn raise_epochs(
-    client: &Client,
+    routes: &Routes,
     keys: &Keys,
     script: &Script,
     how: Raise,
     floors: &[u64],
-) -> Result<u64, fred::error::Error> {
+) -> Result<u64, CacheError> {
     let groups = keys.groups();
-    let reads = (0..groups).map(|g| client.get::<Option<String>, _>(keys.epoch(g)));
-    let copies: Vec<Option<u64>> = futures::future::try_join_all(reads)
-        .await?
-        .into_iter()
-        .map(|v| v.and_then(|v| v.parse().ok()))
-        .collect();
+    let nodes: Vec<Arc<Node>> = (0..groups)
+        .map(|g| routes.node(g).ok_or(CacheError::Unavailable))
+        .collect::<Result<_, _>>()?;
+    let budget = Duration::from_secs(1);
+    let reads = nodes
+        .iter()
+        .enumerate()
+        .map(|(g, n)| n.client.get::<Option<String>, _>(keys.epoch(g)));
+    let copies: Vec<Option<u64>> =
+        tokio::time::timeout(budget, futures::future::try_join_all(reads))
+            .await
+            .map_err(|_| CacheError::Timeout)??
+            .into_iter()
+            .map(|v| v.and_then(|v| v.parse().ok()))
+            .collect();
     let highest = copies.iter().flatten().copied().max().unwrap_or(0);
     let missing = copies.iter().any(Option::is_none);
     let jump = || highest + rand::random_range(1u64 << 20..1 << 40);
@@ -646,21 +765,23 @@ async fn raise_epochs(
         Raise::Settle if copies.iter().all(|c| *c == Some(highest)) => return Ok(highest),
         Raise::Settle => highest,
     };
-    let raises = (0..groups).map(|g| {
+    let raises = nodes.iter().enumerate().map(|(g, n)| {
         let floor = floors.get(g).copied().unwrap_or(0);
         script.evalsha_with_reload::<String, _, _>(
-            client,
+            &n.client,
             vec![keys.epoch(g), keys.history(g)],
             vec![target.to_string(), floor.to_string()],
         )
     });
-    futures::future::try_join_all(raises).await?;
+    tokio::time::timeout(budget, futures::future::try_join_all(raises))
+        .await
+        .map_err(|_| CacheError::Timeout)??;
     Ok(target)
 }
 
 /// `raise_epochs` to the highest copy, errors only logged (a background repair).
-async fn settle_epochs(client: &Client, keys: &Keys, script: &Script) {
-    if let Err(e) = raise_epochs(client, keys, script, Raise::Settle, &[]).await {
+async fn settle_epochs(routes: &Routes, keys: &Keys, script: &Script) {
+    if let Err(e) = raise_epochs(routes, keys, script, Raise::Settle, &[]).await {
         tracing::debug!(error = %e, "settling the epoch copies failed; the next read retries");
     }
 }
@@ -671,4 +792,43 @@ pub struct RedisInfo {
     pub version: Option<String>,
     pub used_memory_bytes: Option<u64>,
     pub connected_clients: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_past_its_budget_waits_while_redis_answers_and_gives_up_when_it_stops() {
+        let (budget, slice) = (Duration::from_millis(500), Duration::from_millis(100));
+        let answers = Arc::new(AtomicU64::new(0));
+        let ticking = answers.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                ticking.fetch_add(1, Relaxed);
+            }
+        });
+        // Busy, not down: 1.5 s, three times the budget, and still answered.
+        let slow = tokio::time::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            while_answering(budget, slice, &answers, slow).await,
+            Some(())
+        );
+        ticker.abort();
+        // Within the budget, nothing needs to move.
+        let paused = tokio::time::sleep(Duration::from_millis(400));
+        assert_eq!(
+            while_answering(budget, slice, &answers, paused).await,
+            Some(())
+        );
+        // Past the budget with no answer at all: give up.
+        let started = tokio::time::Instant::now();
+        let stalled = tokio::time::sleep(Duration::from_secs(5));
+        assert_eq!(
+            while_answering(budget, slice, &answers, stalled).await,
+            None
+        );
+        assert_eq!(started.elapsed(), budget);
+    }
 }

@@ -1,9 +1,11 @@
-//! Whether reads may use the shared store now, and why not. Two things make an instance
-//! read around Redis: degraded mode, after an error that may have lost an invalidation
-//! (a lost connection, or one of its own invalidations undelivered) until the outbox is
-//! replayed (`catalog::outbox`); and the history check, after every connect until it
-//! passes, or at once when a read finds Redis's history counter below what this process
-//! saw (`catalog::history`). A slow answer is neither (see `CacheError::is_loss`).
+//! Whether reads may use the shared store now, per key group, and why not. Two things
+//! make an instance read a group around Redis: degraded mode, after an error of the
+//! group's node that may have lost an invalidation (a lost connection, or one of its own
+//! invalidations undelivered) until the outbox is replayed (`catalog::outbox`); and the
+//! history check, after the node (re)connects until it passes, or at once when a read
+//! finds a group's history counter below what this process saw (`catalog::history`). A
+//! slow answer is neither (see `CacheError::is_loss`). On a Redis Cluster, a failed
+//! master thus costs only its own groups; on a single Redis there is one group.
 use std::{
     sync::{
         Mutex,
@@ -14,72 +16,98 @@ use std::{
 
 use super::{Cache, CacheError, Store, keys::MAX_GROUPS, timed};
 
-/// The trust state, all atomics (no lock is held across an await).
-pub struct Trust {
-    /// Errors of the shared store so far, and how many of them a completed resync
-    /// (outbox replayed, Redis answering) has covered. While the first is ahead, reads
-    /// bypass the cache. Two counters instead of a flag, so an error during a resync is
-    /// never cleared by it.
+/// One key group's trust state, all atomics (no lock is held across an await).
+struct Group {
+    /// Errors of this group's node so far, and how many of them a completed resync
+    /// (outbox replayed, node answering) has covered. While the first is ahead, reads of
+    /// the group bypass the cache. Two counters instead of a flag, so an error during a
+    /// resync is never cleared by it.
     error_seq: AtomicU64,
     resynced_seq: AtomicU64,
-    /// The Redis connection count (`RedisStore::connections`) under which the history
-    /// check last passed, and the server `run_id` it saw; `u64::MAX` before the first.
-    /// Reads use Redis only while this matches the current count: a Redis that came
-    /// back (restart, failover) may hold older data.
+    /// The group's session (`RedisStore::session`: its node's connection count and
+    /// moves) under which its history check last passed; `u64::MAX` before the first.
+    /// Reads use the group only while this matches: a node that came back (restart,
+    /// failover) may hold older data.
     history_ok: AtomicU64,
+    /// The highest history counter value this process has seen the group hold (in
+    /// reads, from its own deliveries, in checks). The counter never goes down in a
+    /// Redis that keeps its data, so a read that finds it lower is reading a node that
+    /// went back, whatever the connection events say (they arrive asynchronously, and a
+    /// failover behind a proxy sends none).
+    floor: AtomicU64,
+}
+
+/// The trust state of every group, and the server `run_id` the last passed check saw
+/// (a single Redis's).
+pub struct Trust {
+    groups: Vec<Group>,
     history_run_id: Mutex<Option<String>>,
-    /// Per key group, the highest history counter value this process has seen Redis
-    /// hold (in reads, from its own deliveries, in checks). The counter never goes down
-    /// in a Redis that keeps its data, so a read that finds it lower is reading a Redis
-    /// (or a cluster node) that went back, whatever the connection events say (they
-    /// arrive asynchronously, and a failover behind a proxy sends none).
-    history_floor: Vec<AtomicU64>,
 }
 
 impl Trust {
     /// The state of a store whose keys fall in `groups` hash-tag groups.
     pub fn new(groups: usize) -> Self {
-        Self {
+        let group = || Group {
             error_seq: AtomicU64::new(0),
             resynced_seq: AtomicU64::new(0),
             history_ok: AtomicU64::new(u64::MAX),
+            floor: AtomicU64::new(0),
+        };
+        Self {
+            groups: (0..groups.max(1)).map(|_| group()).collect(),
             history_run_id: Mutex::new(None),
-            history_floor: (0..groups.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
-}
 
-impl Trust {
-    pub fn record_error(&self) {
-        self.error_seq.fetch_add(1, SeqCst);
-    }
-
-    pub fn is_degraded(&self) -> bool {
-        self.error_seq.load(SeqCst) > self.resynced_seq.load(SeqCst)
-    }
-
-    pub fn error_seq(&self) -> u64 {
-        self.error_seq.load(SeqCst)
-    }
-
-    /// A resync started when the error count was `seen` completed.
-    pub fn resynced(&self, seen: u64) {
-        self.resynced_seq.fetch_max(seen, SeqCst);
-    }
-
-    pub fn passed(&self, connections: u64, counts: &[u64], run_id: Option<String>) {
-        for (group, &count) in counts.iter().enumerate() {
-            self.saw_history(group, count);
+    /// An error that may have lost an invalidation, in the groups of `mask` (bit g).
+    pub fn record_error(&self, mask: u64) {
+        for (g, group) in self.groups.iter().enumerate() {
+            if mask & (1 << g) != 0 {
+                group.error_seq.fetch_add(1, SeqCst);
+            }
         }
+    }
+
+    pub fn is_degraded(&self, group: usize) -> bool {
+        let g = &self.groups[group];
+        g.error_seq.load(SeqCst) > g.resynced_seq.load(SeqCst)
+    }
+
+    pub fn any_degraded(&self) -> bool {
+        (0..self.groups.len()).any(|g| self.is_degraded(g))
+    }
+
+    /// Every group's error count now.
+    pub fn error_seqs(&self) -> Vec<u64> {
+        self.groups
+            .iter()
+            .map(|g| g.error_seq.load(SeqCst))
+            .collect()
+    }
+
+    /// A resync of `group` started when its error count was `seen` completed.
+    pub fn resynced(&self, group: usize, seen: u64) {
+        self.groups[group].resynced_seq.fetch_max(seen, SeqCst);
+    }
+
+    /// `group`'s history check passed under `session`, finding `count`.
+    pub fn passed(&self, group: usize, session: u64, count: u64) {
+        self.saw_history(group, count);
+        self.groups[group].history_ok.store(session, SeqCst);
+    }
+
+    pub fn set_run_id(&self, run_id: Option<String>) {
         *self
             .history_run_id
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = run_id;
-        self.history_ok.store(connections, SeqCst);
     }
 
+    /// History was lost somewhere: every group waits for a check.
     pub fn lost(&self) {
-        self.history_ok.store(u64::MAX, SeqCst);
+        for g in &self.groups {
+            g.history_ok.store(u64::MAX, SeqCst);
+        }
     }
 
     pub fn run_id(&self) -> Option<String> {
@@ -89,15 +117,15 @@ impl Trust {
             .clone()
     }
 
-    pub fn checked_under(&self, connections: u64) -> bool {
-        self.history_ok.load(SeqCst) == connections
+    pub fn checked_under(&self, group: usize, session: u64) -> bool {
+        self.groups[group].history_ok.load(SeqCst) == session
     }
 
     /// Every group's floor now, by group (entries past the groups are 0).
     pub fn floors(&self) -> [u64; MAX_GROUPS] {
         let mut floors = [0; MAX_GROUPS];
-        for (f, a) in floors.iter_mut().zip(&self.history_floor) {
-            *f = a.load(SeqCst);
+        for (f, g) in floors.iter_mut().zip(&self.groups) {
+            *f = g.floor.load(SeqCst);
         }
         floors
     }
@@ -105,14 +133,14 @@ impl Trust {
     /// Raises a group's floor to `seen`, a value Redis was seen to hold. Callers compare
     /// a read's value with the floor taken *before* sending it (see `Cache::read`).
     pub fn saw_history(&self, group: usize, seen: u64) {
-        if let Some(floor) = self.history_floor.get(group) {
-            floor.fetch_max(seen, SeqCst);
+        if let Some(g) = self.groups.get(group) {
+            g.floor.fetch_max(seen, SeqCst);
         }
     }
 }
 
 impl Cache {
-    /// Waits up to `limit` until reads may use the store (connected, history checked).
+    /// Waits up to `limit` until reads may use every group (connected, history checked).
     pub async fn wait_trusted(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         while !self.is_trusted() && std::time::Instant::now() < deadline {
@@ -134,31 +162,39 @@ impl Cache {
             Store::Redis(r) => r.connections(),
             _ => 0,
         };
-        connections.wrapping_add(self.trust.error_seq() << 32)
+        let errors: u64 = self.trust.error_seqs().iter().sum();
+        connections.wrapping_add(errors << 32)
     }
 
-    /// Each group's history counter in the shared store (0 when missing) and its
-    /// server's `run_id`; `None` for stores that cannot lose data behind this process's
-    /// back.
-    pub async fn history(&self) -> Option<Result<(Vec<u64>, Option<String>), CacheError>> {
+    /// Each group's history counter in the shared store (0 when missing; `None` when
+    /// its node did not answer) and a single Redis's `run_id`; `None` for stores that
+    /// cannot lose data behind this process's back.
+    pub async fn history(&self) -> Option<(Vec<Option<u64>>, Option<String>)> {
         match &self.store {
-            Store::Redis(r) => Some(timed("history", r.history()).await),
+            Store::Redis(r) => Some(r.history().await),
             _ => None,
         }
     }
 
-    /// The connection count a history check started under (see `history_passed`).
-    pub fn connections(&self) -> u64 {
+    /// Each group's session now: a history check started under these (see
+    /// `history_passed`).
+    pub fn sessions(&self) -> Vec<u64> {
         match &self.store {
-            Store::Redis(r) => r.connections(),
-            _ => 0,
+            Store::Redis(r) => (0..self.keys.groups()).map(|g| r.session(g)).collect(),
+            _ => vec![0; self.keys.groups()],
         }
     }
 
-    /// A history check that started under `connections` found the store consistent
-    /// with Postgres (or made it so): reads may use it, unless it reconnected since.
-    pub fn history_passed(&self, connections: u64, counts: &[u64], run_id: Option<String>) {
-        self.trust.passed(connections, counts, run_id);
+    /// A history check that started under `sessions` found these groups (those with a
+    /// count) consistent with Postgres, or made them so: reads may use them, unless their
+    /// node reconnected since.
+    pub fn history_passed(&self, sessions: &[u64], counts: &[Option<u64>], run_id: Option<String>) {
+        for (g, count) in counts.iter().enumerate() {
+            if let Some(count) = count {
+                self.trust.passed(g, sessions[g], *count);
+            }
+        }
+        self.trust.set_run_id(run_id);
     }
 
     /// A check found lost history: reads go around the cache until it is repaired.
@@ -171,10 +207,14 @@ impl Cache {
         self.trust.run_id()
     }
 
-    /// Whether the last passed history check covers the current connection.
+    /// Whether every group's last passed history check covers its current session.
     pub fn history_checked(&self) -> bool {
+        (0..self.keys.groups()).all(|g| self.history_checked_in(g))
+    }
+
+    fn history_checked_in(&self, group: usize) -> bool {
         match &self.store {
-            Store::Redis(r) => self.trust.checked_under(r.connections()),
+            Store::Redis(r) => self.trust.checked_under(group, r.session(group)),
             _ => true,
         }
     }
@@ -188,18 +228,26 @@ impl Cache {
         }
     }
 
-    /// Whether reads may use the store now: not degraded, and its history checked.
-    pub(super) fn usable(&self) -> bool {
-        !self.is_degraded() && self.history_checked()
+    /// Whether reads and fills may use `group` now: not degraded, its history checked.
+    pub(super) fn usable(&self, group: usize) -> bool {
+        !self.trust.is_degraded(group) && self.history_checked_in(group)
     }
 
-    /// Whether reads use the cache now: a store is configured, connected, its history
-    /// checked since it last connected, and not in degraded mode.
+    /// The groups (bit g) reads must not use now.
+    pub(super) fn unusable_mask(&self) -> u64 {
+        (0..self.keys.groups())
+            .filter(|&g| !self.usable(g))
+            .map(|g| 1u64 << g)
+            .sum()
+    }
+
+    /// Whether reads use the cache now: a store is configured, connected, every group's
+    /// history checked since its node last connected, and no group in degraded mode.
     pub fn is_trusted(&self) -> bool {
         self.untrusted_reason().is_none()
     }
 
-    /// Why reads go around the cache now, if they do.
+    /// Why reads go around the cache now (for some or all groups), if they do.
     pub fn untrusted_reason(&self) -> Option<&'static str> {
         if !self.is_enabled() {
             Some("no cache is configured")
@@ -214,39 +262,58 @@ impl Cache {
         }
     }
 
-    /// Whether reads bypass the cache until the outbox is replayed.
+    /// Whether reads of some group bypass the cache until the outbox is replayed.
     pub fn is_degraded(&self) -> bool {
-        self.trust.is_degraded()
+        self.trust.any_degraded()
     }
 
-    /// The error count now; a resync started after reading it covers those errors.
-    pub fn error_seq(&self) -> u64 {
-        self.trust.error_seq()
+    /// Every group's error count now; a resync started after reading them covers those
+    /// errors.
+    pub fn error_seqs(&self) -> Vec<u64> {
+        self.trust.error_seqs()
     }
 
-    /// An invalidation of this instance's could not be delivered in time: until the
-    /// outbox has replayed it, reads go around the cache.
-    pub fn undelivered(&self) {
-        self.record_error();
+    /// An invalidation of this instance's for the groups of `mask` could not be
+    /// delivered in time: until the outbox has replayed it, reads of them go around the
+    /// cache.
+    pub fn undelivered(&self, mask: u64) {
+        self.record_error(mask);
     }
 
-    pub(super) fn record_error(&self) {
+    pub(super) fn record_error(&self, mask: u64) {
         if matches!(self.store, Store::Redis(_)) {
-            self.trust.record_error();
+            self.trust.record_error(mask);
         }
     }
 
-    /// The outbox was replayed after the error count was `seen`: if Redis answers now,
-    /// reads may use the cache again (unless a newer error happened meanwhile).
-    pub async fn resync_done(&self, seen: u64) -> bool {
-        let healthy = match &self.store {
-            Store::Redis(r) => r.ping().await.is_ok(),
-            _ => true,
+    /// The outbox was replayed (except rows touching the groups of `pending`) after the
+    /// error counts were `seen`: each group whose node answers now, and that no pending
+    /// row touches, may be read through the cache again (unless a newer error happened
+    /// meanwhile). Returns whether no group is degraded any more.
+    pub async fn resync_done(&self, seen: &[u64], pending: u64) -> bool {
+        let answering = match &self.store {
+            Store::Redis(r) => r.ping().await,
+            _ => u64::MAX,
         };
-        if healthy {
-            self.trust.resynced(seen);
+        for (g, &seen) in seen.iter().enumerate() {
+            let bit = 1u64 << g;
+            if answering & bit != 0 && pending & bit == 0 {
+                self.trust.resynced(g, seen);
+            }
         }
-        healthy && !self.is_degraded()
+        !self.is_degraded()
+    }
+
+    /// Every group (bit g).
+    pub fn all_groups(&self) -> u64 {
+        (1u64 << self.keys.groups()) - 1
+    }
+
+    /// The groups (bit g) the keys fall in.
+    pub fn groups_of<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> u64 {
+        keys.into_iter()
+            .map(|k| 1u64 << self.keys.group_of(k))
+            .fold(0, |a, b| a | b)
     }
 }
 
@@ -265,13 +332,13 @@ mod tests {
 
     #[test]
     fn an_error_during_a_resync_is_not_cleared_by_it() {
-        let t = Trust::new(1);
-        t.record_error();
-        let seen = t.error_seq();
-        t.record_error();
-        t.resynced(seen);
-        assert!(t.is_degraded());
-        t.resynced(t.error_seq());
-        assert!(!t.is_degraded());
+        let t = Trust::new(2);
+        t.record_error(0b10);
+        let seen = t.error_seqs();
+        t.record_error(0b10);
+        t.resynced(1, seen[1]);
+        assert!(t.is_degraded(1) && !t.is_degraded(0), "only its own group");
+        t.resynced(1, t.error_seqs()[1]);
+        assert!(!t.any_degraded());
     }
 }

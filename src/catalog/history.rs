@@ -14,7 +14,9 @@
 //! never judged behind.
 //!
 //! The check runs at start, after every (re)connect or connection error (until it passes,
-//! reads go around the cache: `Cache::history_checked`) and once a second. Between
+//! reads of the groups of that node go around the cache: `Cache::history_checked`) and
+//! once a second, for every group whose node answers (a node that is down is checked
+//! once it is back). Between
 //! checks, every read carries the counter too: one that finds it below the highest value
 //! this process saw (`Cache::history_floor`) is refused and the history marked lost at
 //! once, since connection events arrive asynchronously (and a failover behind a proxy
@@ -48,29 +50,32 @@ pub enum Verdict {
 }
 
 impl Catalog {
-    /// One history check (see the module header). Only the Redis store has a history.
+    /// One history check (see the module header), of every group whose node answers.
+    /// Only the Redis store has a history.
     pub async fn check_history(&self) -> Verdict {
         let cache = self.cache();
         let groups = cache.keys.groups();
-        let connections = cache.connections();
+        let sessions = cache.sessions();
         let recorded = self.recorded_history(groups).await;
         // The floors as they are before Redis is asked: a value seen while the question
         // is in flight may have been written after Redis answered it.
         let floors = cache.history_floors();
-        let Some(redis) = cache.history().await else {
+        let Some((counts, run_id)) = cache.history().await else {
             return Verdict::Intact;
         };
-        let (counts, run_id) = match redis {
-            Ok(v) => v,
-            Err(_) => return Verdict::Unknown,
-        };
-        let at_floor = counts.iter().zip(&floors).all(|(c, f)| c >= f);
+        if counts.iter().all(Option::is_none) {
+            return Verdict::Unknown;
+        }
+        let at_floor = counts
+            .iter()
+            .zip(&floors)
+            .all(|(c, f)| c.is_some_and(|c| c >= *f));
         let recorded = match recorded {
             Ok(v) => v,
             Err(e) => {
                 // Without Postgres: the same server process cannot have gone back.
                 if run_id.is_some() && run_id == cache.history_run_id() && at_floor {
-                    cache.history_passed(connections, &counts, run_id);
+                    cache.history_passed(&sessions, &counts, run_id);
                     return Verdict::Intact;
                 }
                 tracing::warn!(error = %e, "cannot check the cache's history without the database");
@@ -84,10 +89,17 @@ impl Catalog {
             .zip(&floors)
             .map(|((r, _), f)| (*r).max(*f))
             .collect();
-        let behind: Vec<usize> = (0..groups).filter(|&g| counts[g] < wanted[g]).collect();
+        let behind: Vec<usize> = (0..groups)
+            .filter(|&g| counts[g].is_some_and(|c| c < wanted[g]))
+            .collect();
+        let decided = counts.iter().all(Option::is_some);
         if behind.is_empty() {
-            cache.history_passed(connections, &counts, run_id);
-            return Verdict::Intact;
+            cache.history_passed(&sessions, &counts, run_id);
+            return if decided {
+                Verdict::Intact
+            } else {
+                Verdict::Unknown
+            };
         }
         cache.history_lost();
         tracing::warn!(
@@ -100,8 +112,12 @@ impl Catalog {
             Ok(epoch) => {
                 crate::metrics::history_repaired();
                 tracing::info!(epoch, "cache epoch jumped; reading through the cache again");
-                let counts: Vec<u64> = counts.iter().zip(&wanted).map(|(c, w)| *c.max(w)).collect();
-                cache.history_passed(connections, &counts, run_id);
+                let counts: Vec<Option<u64>> = counts
+                    .iter()
+                    .zip(&wanted)
+                    .map(|(c, w)| c.map(|c| c.max(*w)))
+                    .collect();
+                cache.history_passed(&sessions, &counts, run_id);
                 Verdict::Repaired
             }
             Err(e) => {
@@ -123,7 +139,7 @@ impl Catalog {
                 // A reconnect needs a check at once, unless the last one could not decide
                 // (then it waits RETRY, so an outage is not polled every POLL).
                 let due = now >= next || (decided && !cache.history_checked());
-                if due && cache.is_connected() {
+                if due && cache.any_connected() {
                     let verdict = catalog.check_history().await;
                     decided = verdict != Verdict::Unknown;
                     next = Instant::now() + if decided { EVERY } else { RETRY };

@@ -32,8 +32,11 @@ use crate::{
 /// leaves it to the replayers.
 const DELIVERY_PATIENCE: Duration = Duration::from_secs(1);
 
-/// Rows one replay round sends in one script call.
+/// Rows one replay round sends in one script call per group.
 const REPLAY_BATCH: u64 = 500;
+
+/// Rows a replay round tries one by one when its batch cannot be delivered.
+const ONE_BY_ONE: usize = 64;
 
 /// What a committed write leaves for the cache to forget.
 #[derive(Clone, Debug)]
@@ -159,10 +162,10 @@ impl Catalog {
             match self.replay_once().await {
                 Ok(false) => return true,
                 Ok(true) => continue,
-                Err(()) if Instant::now() < deadline => {
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                Err(()) => return false,
+                Err(_) => return false,
             }
         }
     }
@@ -214,7 +217,7 @@ impl Catalog {
                     self.inner.outbox_failed_seq.fetch_add(1, SeqCst);
                     // On the master but short of replicas: reads there see it.
                     if !matches!(e, CacheError::NotReplicated { .. }) {
-                        self.cache().undelivered();
+                        self.cache().undelivered(self.groups_of(&w));
                     }
                     self.inner.outbox_wake.notify_one();
                     return;
@@ -270,31 +273,31 @@ impl Catalog {
                     _ = inner.outbox_wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
-                if !cache.is_connected() {
+                if !cache.any_connected() {
                     continue;
                 }
                 // Counters read before the replay: failures after them are not covered.
                 let failed = inner.outbox_failed_seq.load(SeqCst);
-                let errors = cache.error_seq();
-                // Drain the outbox; only then may a degraded instance read the cache again,
-                // since a tombstone it could not write may be among the rows.
-                let drained = loop {
+                let errors = cache.error_seqs();
+                // Drain the outbox; only then may a degraded group be read through the
+                // cache again, since a tombstone it could not take may be among the rows.
+                let pending = loop {
                     match catalog.replay_once().await {
                         Ok(true) => continue,
-                        Ok(false) => break true,
-                        Err(()) => break false,
+                        Ok(false) => break 0,
+                        Err(groups) => break groups,
                     }
                 };
-                if drained {
+                if pending == 0 {
                     inner.outbox_replayed_seq.fetch_max(failed, SeqCst);
-                    if cache.is_degraded() && cache.resync_done(errors).await {
-                        tracing::info!(
-                            "cache reachable and outbox replayed: reading through the cache again"
-                        );
-                    }
                     if let Err(e) = catalog.prune_delivered().await {
                         tracing::warn!(error = %e, "pruning delivered outbox rows failed");
                     }
+                }
+                if cache.is_degraded() && cache.resync_done(&errors, pending).await {
+                    tracing::info!(
+                        "cache reachable and outbox replayed: reading through the cache again"
+                    );
                 }
             }
         })
@@ -366,19 +369,53 @@ impl Catalog {
             .rows_affected)
     }
 
-    /// One round: the oldest undelivered rows in one script call, then recorded as
-    /// delivered. `Ok(true)` when more rows may be waiting.
-    pub async fn replay_once(&self) -> Result<bool, ()> {
+    /// The key groups (bit g) a row's invalidation touches: its items' groups, and every
+    /// group when it bumps list counters (each group has a copy) or clears.
+    fn groups_of(&self, w: &Written) -> u64 {
+        let cache = self.cache();
+        if w.counters.as_ref().is_none_or(|c| !c.is_empty()) {
+            return cache.all_groups();
+        }
+        let items = self.marks(std::slice::from_ref(w));
+        cache.groups_of(items.iter().map(|(_, m)| m.key.as_str()))
+    }
+
+    /// One round: the oldest undelivered rows in one script call per group, then recorded
+    /// as delivered. `Ok(true)` when more rows may be waiting. If the batch cannot be
+    /// delivered (a node is down), its rows are tried one by one, so the rows that touch
+    /// only reachable groups still go; `Err` then names the groups (bit g) that rows
+    /// still pending touch (or every group, when the outbox could not be read).
+    pub async fn replay_once(&self) -> Result<bool, u64> {
+        let all = self.cache().all_groups();
         let rows = cache_outbox::Entity::find()
             .filter(cache_outbox::Column::DeliveredSeq.is_null())
             .order_by_asc(cache_outbox::Column::Id)
             .limit(REPLAY_BATCH)
             .all(self.db())
             .await
-            .map_err(|e| tracing::warn!(error = %e, "outbox read failed"))?;
+            .map_err(|e| {
+                tracing::warn!(error = %e, "outbox read failed");
+                all
+            })?;
         if rows.is_empty() {
             return Ok(false);
         }
+        if self.deliver(&rows).await.is_ok() {
+            tracing::info!(rows = rows.len(), "replayed deferred cache invalidations");
+            return Ok(rows.len() as u64 == REPLAY_BATCH);
+        }
+        let mut pending = 0;
+        for (i, row) in rows.iter().enumerate() {
+            let w = Written::from(row);
+            if i >= ONE_BY_ONE || self.deliver(std::slice::from_ref(row)).await.is_err() {
+                pending |= self.groups_of(&w);
+            }
+        }
+        Err(pending)
+    }
+
+    /// Delivers `rows` (one invalidation for all) and records them delivered.
+    async fn deliver(&self, rows: &[cache_outbox::Model]) -> Result<(), ()> {
         let written: Vec<Written> = rows.iter().map(Written::from).collect();
         let counters = counter_names(&written);
         let cache = self.cache();
@@ -396,8 +433,6 @@ impl Catalog {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         self.delivered(&ids, &history)
             .await
-            .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"))?;
-        tracing::info!(rows = rows.len(), "replayed deferred cache invalidations");
-        Ok(rows.len() as u64 == REPLAY_BATCH)
+            .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"))
     }
 }

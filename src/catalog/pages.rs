@@ -135,7 +135,8 @@ impl Catalog {
             .collect();
         let mut snapshot = cache.read(Kind::List, &keys, &counter_keys, tally).await;
         if let Some(s) = &mut snapshot {
-            seed_missing(cache, &counter_keys, &mut s.counters, tally).await;
+            let lost: Vec<bool> = (0..counter_keys.len()).map(|j| s.counter_lost(j)).collect();
+            seed_missing(cache, &counter_keys, &lost, &mut s.counters, tally).await;
         }
         let stamps = &tally.stamps;
         if let Some(s) = &snapshot {
@@ -143,6 +144,10 @@ impl Catalog {
         }
         let tags_of = |i: usize| -> Option<Vec<u64>> {
             let s = snapshot.as_ref()?;
+            // A page of a group that is down or not trusted: nothing is known of it.
+            if s.value_lost(i) || deps[i].iter().any(|&j| s.counter_lost(j)) {
+                return None;
+            }
             deps[i].iter().map(|&j| s.counters[j]).collect()
         };
         let record = |i: usize, tags: Option<&Vec<u64>>| match tags {
@@ -270,10 +275,13 @@ impl Catalog {
 async fn seed_missing(
     cache: &crate::cache::Cache,
     keys: &[String],
+    lost: &[bool],
     values: &mut [Option<u64>],
     tally: &RequestTally,
 ) {
-    let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+    let missing: Vec<usize> = (0..keys.len())
+        .filter(|&i| values[i].is_none() && !lost[i])
+        .collect();
     if missing.is_empty() {
         return;
     }

@@ -176,7 +176,13 @@ impl Catalog {
         match &snapshot {
             Some(s) => {
                 stamps.saw(s.epoch);
-                for ((&id, key), raw) in ids.iter().zip(&keys).zip(&s.values) {
+                for (i, ((&id, key), raw)) in ids.iter().zip(&keys).zip(&s.values).enumerate() {
+                    if s.value_lost(i) {
+                        // Its group's node is down or not trusted: nothing is known.
+                        stamps.unusable();
+                        missed.push((id, None));
+                        continue;
+                    }
                     // Hashed only for a miss: a hit never joins a flight.
                     let seen = || Some(flight::seen(s.epoch, raw.as_deref()));
                     let entry = raw.as_deref().and_then(Entry::parse);

@@ -188,3 +188,78 @@ async fn a_key_group_that_went_back_is_refused_at_once_and_caught_by_a_new_insta
         seen.cache()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_sends_only_its_own_keys_to_the_database_until_its_replica_takes_over() {
+    let Some((a, _b, mut cluster)) = on_cluster("cluster master killed, scoped", &[]).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..32 {
+        ids.push(
+            a.create(&format!("Scoped {i:02}"), "5.00", "Tools", 10)
+                .await,
+        );
+    }
+    for id in &ids {
+        a.product(id).await.ok();
+        assert_eq!(a.product(id).await.sql(), 0, "warm");
+    }
+    // Which master holds each product's entry (a master answers EXISTS only for its slots).
+    let keys = a.catalog.cache().keys.clone();
+    let masters = cluster.masters();
+    let owner = |id: &String| {
+        let key = keys.item(larder::cache::Kind::Product, id.parse().unwrap());
+        *masters
+            .iter()
+            .find(|&&p| crate::helpers::cli(p, &["exists", &key]).trim() == "1")
+            .expect("some master holds it")
+    };
+    let owners: Vec<u16> = ids.iter().map(owner).collect();
+    let victim = owners[0];
+    cluster.kill(victim).await;
+    let killed = std::time::Instant::now();
+    // Well inside the failover window (cluster-node-timeout 1.5 s): the other masters'
+    // keys are still cache hits, the victim's are read from Postgres, all correct.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (mut hits, mut from_db) = (0, 0);
+    for (i, (id, &port)) in ids.iter().zip(&owners).enumerate() {
+        let r = a.product(id).await;
+        assert_eq!(r.ok()["product"]["name"], format!("Scoped {i:02}"));
+        if port == victim {
+            assert!(r.sql() >= 1, "the killed master's key {id}: {}", r.cache());
+            from_db += 1;
+        } else {
+            assert_eq!(r.sql(), 0, "a live master's key {id}: {}", r.cache());
+            hits += 1;
+        }
+    }
+    let window = killed.elapsed();
+    eprintln!("cluster scoped: {hits} hits, {from_db} from Postgres, {window:?} after the kill");
+    assert!(hits > 0 && from_db > 0);
+    assert_eq!(
+        cluster.masters().len(),
+        2,
+        "still inside the failover window"
+    );
+    // After the failover the victim's groups come back to the cache.
+    cluster.wait_ok(std::time::Duration::from_secs(15)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let back = ids
+        .iter()
+        .zip(&owners)
+        .find(|(_, p)| **p == victim)
+        .unwrap()
+        .0;
+    loop {
+        let r = a.product(back).await;
+        if r.sql() == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim's keys did not come back to the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

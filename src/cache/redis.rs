@@ -186,16 +186,19 @@ impl RedisStore {
         Ok(node)
     }
 
-    /// `fut`, a command of `node`, within `timeout`; a stall opens its breaker, and an
-    /// error of the group asks for a fresh map (the group may have moved).
+    /// `fut`, a command of `node`, within `timeout`. Past it the command fails; the
+    /// node's breaker opens only if the node answered nothing meanwhile (a stall): a node
+    /// that answers other commands is busy, and its reads must keep going to it.
     async fn run<T>(
         &self,
         node: &Node,
         timeout: Duration,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
+        let seen = node.answers.load(Relaxed);
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => Ok(node.answered(r)?),
+            Err(_) if node.answers.load(Relaxed) > seen => Err(CacheError::Timeout),
             Err(_) => Err(node.stalled()),
         }
     }

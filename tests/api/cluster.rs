@@ -191,7 +191,9 @@ async fn a_key_group_that_went_back_is_refused_at_once_and_caught_by_a_new_insta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_sends_only_its_own_keys_to_the_database_until_its_replica_takes_over() {
-    let Some((a, _b, mut cluster)) = on_cluster("cluster master killed, scoped", &[]).await else {
+    let bound = [("DB_MAX_CONNECTIONS", "6"), ("DB_READ_CONCURRENCY", "2")];
+    let Some((a, _b, mut cluster)) = on_cluster("cluster master killed, scoped", &bound).await
+    else {
         return;
     };
     let mut ids = Vec::new();
@@ -234,9 +236,28 @@ async fn a_killed_master_sends_only_its_own_keys_to_the_database_until_its_repli
             hits += 1;
         }
     }
+    // The victim's keys all at once: answered, at most DB_READ_CONCURRENCY at a time.
+    let victims: Vec<&String> = ids
+        .iter()
+        .zip(&owners)
+        .filter(|(_, p)| **p == victim)
+        .map(|(id, _)| id)
+        .collect();
+    let burst = victims
+        .iter()
+        .cycle()
+        .take(victims.len() * 4)
+        .map(|id| a.product(id));
+    for r in futures::future::join_all(burst).await {
+        assert!(r.ok()["product"]["name"].is_string());
+    }
+    let peak = a.catalog.db_read_peak();
     let window = killed.elapsed();
-    eprintln!("cluster scoped: {hits} hits, {from_db} from Postgres, {window:?} after the kill");
+    eprintln!(
+        "cluster scoped: {hits} hits, {from_db} from Postgres, database reads at once at most {peak}, {window:?} after the kill"
+    );
     assert!(hits > 0 && from_db > 0);
+    assert!(peak <= 2, "database reads at once: {peak}");
     assert_eq!(
         cluster.masters().len(),
         2,

@@ -12,8 +12,10 @@
 //! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
 //! - `history`: detecting a Redis that came back with older data (checked in Postgres).
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
+//! - `batch`: concurrent item reads of different ids merged into one statement.
 //! - `validate`: input rules.
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
+pub mod batch;
 pub mod flight;
 pub mod history;
 pub mod hooks;
@@ -52,6 +54,8 @@ struct Inner {
     /// Single-flight maps, one per cached entity and list.
     product_flights: flight::Flights<i32, Product>,
     category_flights: flight::Flights<i32, Category>,
+    product_batch: batch::Batcher<Product>,
+    category_batch: batch::Batcher<Category>,
     page_flights: flight::Flights<String, pages::Built<ListPage>>,
     counts_flights: flight::Flights<String, pages::Built<CategoryCounts>>,
     /// In-process copies of categories, tagged with the cache epoch they were read
@@ -127,6 +131,8 @@ impl Catalog {
                 cache,
                 product_flights: Default::default(),
                 category_flights: Default::default(),
+                product_batch: Default::default(),
+                category_batch: Default::default(),
                 page_flights: Default::default(),
                 counts_flights: Default::default(),
                 local_categories: moka::sync::Cache::new(LOCAL_CATEGORIES),
@@ -185,6 +191,15 @@ impl Catalog {
         statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
     ) -> Result<T, sea_orm::DbErr> {
         let _slot = self.read_slot().await?;
+        self.counted_sql(tally, statement).await
+    }
+
+    /// Runs one read statement (its read slot already held), counted and timed.
+    async fn counted_sql<T>(
+        &self,
+        tally: &RequestTally,
+        statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
+    ) -> Result<T, sea_orm::DbErr> {
         tally.sql();
         self.inner.sql_total.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();

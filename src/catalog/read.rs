@@ -1,5 +1,6 @@
 //! The read path. Items (products, categories): one cache round trip for all asked ids,
-//! misses through single-flight to one `WHERE id IN (...)`, then one conditional fill.
+//! misses through single-flight to one `WHERE id IN (...)` (merged with other requests'
+//! concurrent misses, `batch`), then one conditional fill.
 //! Lists: one round trip for all asked pages and the list counters they depend on
 //! (`lists`), misses through single-flight to SQL, then one write of the new pages, each
 //! tagged with the counter values read before its SQL ran.
@@ -10,6 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Catalog,
+    batch::Batcher,
     flight::{self, FlightClock, Flights, LoadFailure, Outcome, Seen},
     lists,
     model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
@@ -33,6 +35,8 @@ pub trait Cached: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn version(&self) -> i64;
     fn ttl(ttls: &CacheTtls) -> std::time::Duration;
     fn flights(catalog: &Catalog) -> &Flights<i32, Self>;
+    /// Where concurrent database reads of this kind merge (`catalog::batch`).
+    fn batcher(catalog: &Catalog) -> &Batcher<Self>;
     /// In-process copies by id, tagged with their epoch, for kinds that never change.
     fn local(_catalog: &Catalog) -> Option<&moka::sync::Cache<i32, (u64, Self)>> {
         None
@@ -56,6 +60,9 @@ impl Cached for Product {
     }
     fn flights(catalog: &Catalog) -> &Flights<i32, Self> {
         &catalog.inner.product_flights
+    }
+    fn batcher(catalog: &Catalog) -> &Batcher<Self> {
+        &catalog.inner.product_batch
     }
     async fn fetch(catalog: &Catalog, ids: Vec<i32>) -> Result<Vec<Self>, sea_orm::DbErr> {
         Ok(queries::products_by_ids(catalog.db(), &ids)
@@ -81,6 +88,9 @@ impl Cached for Category {
     fn flights(catalog: &Catalog) -> &Flights<i32, Self> {
         &catalog.inner.category_flights
     }
+    fn batcher(catalog: &Catalog) -> &Batcher<Self> {
+        &catalog.inner.category_batch
+    }
     fn local(catalog: &Catalog) -> Option<&moka::sync::Cache<i32, (u64, Self)>> {
         Some(&catalog.inner.local_categories)
     }
@@ -91,6 +101,19 @@ impl Cached for Category {
             .map(Into::into)
             .collect())
     }
+}
+
+/// What a failed read of `T` means for its flight (logged once per statement).
+fn classify<T: Cached>(e: &sea_orm::DbErr) -> LoadFailure {
+    if crate::error::db_overloaded(e) {
+        return LoadFailure::Overloaded;
+    }
+    if crate::error::db_unavailable(e) {
+        tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
+        return LoadFailure::Unavailable;
+    }
+    tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
+    LoadFailure::Internal
 }
 
 /// Keeps in-process copies of what a read through the cache found (kinds with `local`).
@@ -257,22 +280,16 @@ impl Catalog {
         tally: Arc<RequestTally>,
     ) -> Outcome<i32, T> {
         let _ = clock.query_started.set(Instant::now());
-        let rows = self.read_sql(&tally, T::fetch(&self, ids.clone())).await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                if crate::error::db_overloaded(&e) {
-                    return Err(LoadFailure::Overloaded);
-                }
-                if crate::error::db_unavailable(&e) {
-                    tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
-                    return Err(LoadFailure::Unavailable);
-                }
-                tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
-                return Err(LoadFailure::Internal);
-            }
-        };
-        let found: HashMap<i32, T> = rows.into_iter().map(|r| (r.id(), r)).collect();
+        let found = self
+            .read_merged(
+                T::batcher(&self),
+                ids.clone(),
+                &tally,
+                |ids| T::fetch(&self, ids),
+                classify::<T>,
+                T::id,
+            )
+            .await?;
         if let Some(epoch) = epoch {
             self.hooks().before_fill(T::KIND).await;
             let cache = self.cache();
@@ -302,7 +319,7 @@ impl Catalog {
                 .collect();
             cache.fill(T::KIND, fills, &tally).await;
         }
-        Ok(Arc::new(found))
+        Ok(found)
     }
 
     /// Pages of `products(...)` for several queries at once (a DataLoader batch).

@@ -78,15 +78,23 @@ async fn with_redis_gone_database_reads_stay_within_their_bound_and_past_the_que
         ids.push(app.create(&format!("P{i}"), "1.00", "Bound", 1).await);
     }
     redis.stop().await;
-    // Every read goes to the database now, 60 at once: all answered, 2 at a time.
-    for r in uncached_reads(&app, &ids).await {
+    // Every read goes to the database now, 60 at once: all answered, 2 at a time, and
+    // the misses of different ids merged into far fewer statements than requests.
+    let mut statements = 0;
+    for (r, id) in uncached_reads(&app, &ids).await.iter().zip(&ids) {
         assert!(r["errors"].is_null(), "{r}");
         assert_eq!(r["extensions"]["cache"]["source"], "database", "{r}");
+        assert_eq!(r["data"]["product"]["id"], *id, "{r}");
+        statements += r["extensions"]["cache"]["sqlStatements"].as_u64().unwrap();
     }
     assert!(
         app.catalog.db_read_peak() <= 2,
         "peak {}",
         app.catalog.db_read_peak()
+    );
+    assert!(
+        statements < 30,
+        "60 reads of different ids took {statements} statements"
     );
 
     // With no room to wait, the excess is refused at once, clearly.

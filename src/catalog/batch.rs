@@ -1,0 +1,129 @@
+//! Merging concurrent database reads of one kind into one statement. A flight leader
+//! (`read::lead`) queues its ids here and waits for a read slot (`Catalog::read_slot`);
+//! whoever gets a slot first reads every queued id, up to `MAX_IDS`, in one statement and
+//! hands each waiter its rows, so a waiter may be answered before its own slot comes. With
+//! the cache gone under load, N concurrent misses of different ids then cost about
+//! N / batch statements instead of N, within the same bound. A waiter answered by another
+//! request's statement counts no statement of its own (`sqlStatements` 0), its misses
+//! still say where its rows came from.
+//!
+//! Freshness is unchanged: a statement runs after every id it reads was queued, hence
+//! after each waiter's flight began (`FlightClock::query_started`), which is all the
+//! single-flight join rule relies on.
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::sync::oneshot;
+
+use super::{Catalog, flight::LoadFailure};
+
+/// The most ids one merged statement reads.
+const MAX_IDS: usize = 500;
+
+type Answer<T> = Result<Arc<HashMap<i32, T>>, LoadFailure>;
+/// A waiting read: its ids, and where its rows go.
+type Waiter<T> = (Vec<i32>, oneshot::Sender<Answer<T>>);
+
+/// One kind's queue of waiting reads.
+pub struct Batcher<T> {
+    queue: std::sync::Mutex<Vec<Waiter<T>>>,
+}
+
+impl<T> Default for Batcher<T> {
+    fn default() -> Self {
+        Self {
+            queue: Default::default(),
+        }
+    }
+}
+
+impl<T> Batcher<T> {
+    fn push(&self, ids: Vec<i32>, tx: oneshot::Sender<Answer<T>>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ids, tx));
+    }
+
+    /// The oldest waiters, up to `MAX_IDS` ids in all (at least one waiter).
+    fn take(&self) -> Vec<Waiter<T>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut n, mut count) = (0, 0);
+        for (ids, _) in queue.iter() {
+            if count > 0 && n + ids.len() > MAX_IDS {
+                break;
+            }
+            n += ids.len();
+            count += 1;
+        }
+        queue.drain(..count).collect()
+    }
+}
+
+impl Catalog {
+    /// The rows of `ids` (those that exist), read in a statement shared with the reads
+    /// queued meanwhile. `fetch` reads a set of ids; `classify` says what its error means
+    /// (and logs it, once per statement).
+    pub(super) async fn read_merged<T, F, Fut>(
+        &self,
+        batcher: &Batcher<T>,
+        ids: Vec<i32>,
+        tally: &crate::cache::RequestTally,
+        fetch: F,
+        classify: fn(&sea_orm::DbErr) -> LoadFailure,
+        id_of: fn(&T) -> i32,
+    ) -> Answer<T>
+    where
+        T: Clone,
+        F: Fn(Vec<i32>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, sea_orm::DbErr>>,
+    {
+        let (tx, mut rx) = oneshot::channel();
+        batcher.push(ids, tx);
+        loop {
+            let slot = tokio::select! {
+                biased;
+                answer = &mut rx => return answer.unwrap_or(Err(LoadFailure::Internal)),
+                slot = self.read_slot() => slot,
+            };
+            let slot = match slot {
+                Ok(slot) => slot,
+                // Refused by the bound: this request gives up (its queued ids, if someone
+                // still reads them, are answered to no one).
+                Err(e) => return Err(classify(&e)),
+            };
+            let waiters = batcher.take();
+            if waiters.is_empty() {
+                // Another request took this one's ids and will answer.
+                drop(slot);
+                return rx.await.unwrap_or(Err(LoadFailure::Internal));
+            }
+            let mut all: Vec<i32> = waiters
+                .iter()
+                .flat_map(|(ids, _)| ids.iter().copied())
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            let rows = self.counted_sql(tally, fetch(all)).await;
+            drop(slot);
+            match rows {
+                Ok(rows) => {
+                    let found: HashMap<i32, T> = rows.into_iter().map(|r| (id_of(&r), r)).collect();
+                    for (ids, tx) in waiters {
+                        let mine = ids
+                            .iter()
+                            .filter_map(|id| found.get(id).map(|r| (*id, r.clone())))
+                            .collect();
+                        let _ = tx.send(Ok(Arc::new(mine)));
+                    }
+                }
+                Err(e) => {
+                    let failure = classify(&e);
+                    for (_, tx) in waiters {
+                        let _ = tx.send(Err(failure));
+                    }
+                }
+            }
+            // This request's ids were in that statement, or are still queued: look again.
+        }
+    }
+}

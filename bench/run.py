@@ -23,6 +23,7 @@ Python 3.11 standard library only. Environment overrides:
     LARDER_BIN   use this binary and skip the build (e.g. target/debug/larder)
     PGHOST, PGPORT, PGUSER (default 127.0.0.1, 5432, postgres), REDIS_HOST, REDIS_PORT
     OHA          path of the oha binary
+    CACHE_GROUPS passed to the server (the cluster layout's hash-tag groups; see README)
 """
 from __future__ import annotations
 
@@ -907,6 +908,51 @@ class LocalCluster:
         self.procs = []
 
 
+def redis_killed_runs(bench: "Bench", binary: str, base_env: dict, tmp: str) -> list[dict]:
+    """Cached product(id) at 256 connections on a redis-server of the bench's own: once as
+    the baseline, once with that Redis killed (SIGKILL) halfway through. Every read must
+    still answer (from Postgres), with p99 within 2x the baseline + 10 ms."""
+    import threading
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+    server = None
+    results = []
+    try:
+        deadline = time.monotonic() + 10
+        while not LocalCluster._answers(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("own redis-server did not start")
+            time.sleep(0.1)
+        server = Server(binary, dict(base_env, CACHE_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{port}/"),
+                        tmp, "redis-own")
+        server.start()
+        log(f"larder on its own Redis :{port} at {server.base}, pid {server.proc.pid}")
+        prewarm_products(server)
+        bench.warm(server, "product")
+        log(f"crowd: product at 256 connections, baseline ({bench.s['duration']} s)")
+        base = bench.crowd(server, 256)
+        base.update(id="product-crowd-256-baseline/redis-own", name="product at 256 conns, own Redis")
+        results.append(base)
+        half = bench.s["duration"] / 2
+        log(f"crowd: product at 256 connections, Redis killed after {half:.1f} s")
+        killer = threading.Timer(half, redis.kill)
+        killer.start()
+        killed = bench.crowd(server, 256)
+        killer.join()
+        killed.update(id="product-crowd-256-redis-killed/redis-own",
+                      name="product at 256 conns, Redis killed mid-run", killed_after_s=half,
+                      p99_limit_ms=2 * (base["p99_ms"] or 0) + 10)
+        results.append(killed)
+    finally:
+        if server:
+            server.stop()
+        if redis.poll() is None:
+            redis.kill()
+        redis.wait()
+    return results
+
+
 def cluster_table(results: list[dict]) -> str:
     head = ["scenario", "redis", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RT/req",
             "cmds/req", "redis CPU µs/req", "busiest master", "hit %", "bad"]
@@ -1050,6 +1096,10 @@ def main() -> int:
         "RUST_LOG": "warn",
         "DB_MAX_CONNECTIONS": str(settings["db_max_connections"]),
     }
+    # Layout settings to compare (e.g. CACHE_GROUPS=4 python3 bench/run.py --cluster).
+    for k in ("CACHE_GROUPS",):
+        if os.environ.get(k):
+            base_env[k] = os.environ[k]
     settings["server_env"] = {k: v for k, v in base_env.items() if k not in ("PATH", "HOME")}
     server: Server | None = None
     db_created = False
@@ -1123,6 +1173,7 @@ def main() -> int:
         for conns in CROWDS:
             log(f"crowd: product at {conns} connections ({settings['duration']} s)")
             results.append(bench.crowd(server, conns))
+        results.extend(redis_killed_runs(bench, binary, base_env, tmp))
         for rnd in (1, 2):
             log(f"list mix round {rnd}: pages and 10% stock updates at {LIST_MIX_RATE} req/s "
                 f"({settings['duration']} s)")
@@ -1172,6 +1223,12 @@ def main() -> int:
                   f"{c['db_refused']} database reads refused, hit rate "
                   f"{fmt(c['cache_hit_rate'] * 100 if c['cache_hit_rate'] is not None else None, '.1f')} %, "
                   f"{fmt(c['sql_reads_per_req'], '.3f')} SQL/request")
+        killed = next((r for r in results if "killed_after_s" in r), None)
+        if killed:
+            print(f"{killed['name']} (after {killed['killed_after_s']:.1f} s): "
+                  f"{killed['non_2xx'] + killed['error_count'] + killed['graphql_errors']} errors, "
+                  f"p99 {fmt(killed['p99_ms'], '.1f')} ms (limit 2 x baseline + 10 = "
+                  f"{fmt(killed['p99_limit_ms'], '.1f')} ms), {fmt(killed['sql_reads_per_req'], '.3f')} SQL/request")
         rate = next(r for r in results if r["kind"] == "fixed-rate")
         print(f"fixed rate: achieved {fmt(rate['rps'], ',.0f')} of {settings['rate']} req/s; "
               "its percentiles are latency-corrected (measured from the scheduled send time)")

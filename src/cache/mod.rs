@@ -6,11 +6,13 @@
 //! - `entry`: the versioned entry format and the fill / invalidation rules.
 //! - `keys`: key names, spread over hash-tag groups (one per Redis Cluster slot).
 //! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one;
-//!   `route` maps key groups to Redis nodes, `lua` holds the Redis scripts.
+//!   `route` maps key groups to Redis nodes, `lua` holds the Redis scripts, `epochs`
+//!   keeps the per-group epoch copies at one value.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
 pub mod entry;
+mod epochs;
 pub mod keys;
 mod lua;
 pub mod memory;

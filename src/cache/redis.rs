@@ -11,9 +11,7 @@
 //! names keys of one group, and the commands of one operation go out together (one
 //! wave), so a read costs one round trip however many groups it touches, and a group
 //! whose node fails costs only that group (`Snapshot::lost`). The epoch has a copy per
-//! group, all held at one value: it is only ever raised, in every group, to a target
-//! read from all copies (`raise_epochs`), so copies that disagree (a clear under way,
-//! or a group whose node lost its data) converge on the highest.
+//! group, all held at one value (`epochs`).
 use std::{
     sync::{
         Arc,
@@ -32,6 +30,7 @@ use fred::{
 
 use super::{
     CacheError, Fill, Mark, Snapshot,
+    epochs::{Raise, maintain, raise_epochs, settle_epochs},
     keys::Keys,
     lua,
     route::{Node, Routes},
@@ -615,47 +614,6 @@ impl RedisStore {
     }
 }
 
-/// For the life of the store: on a cluster, maps the groups to masters at once and then
-/// every second (and at once after a reconnect, which may follow a failover); after a
-/// (re)connect, settles the epoch copies (a new, restarted or flushed node gets them
-/// raised by a random jump, so an epoch seen before is not seen again).
-async fn maintain(
-    routes: std::sync::Weak<Routes>,
-    keys: Keys,
-    raise: Script,
-    reconnected: Arc<tokio::sync::Notify>,
-    settle: Arc<AtomicBool>,
-) {
-    let mut mapped = false;
-    loop {
-        let Some(r) = routes.upgrade() else {
-            return;
-        };
-        if r.is_clustered() {
-            mapped = r.refresh().await.is_ok() || mapped;
-        }
-        if settle.load(Relaxed) && (!r.is_clustered() || mapped) {
-            let (routes, keys, raise, settle) =
-                (r.clone(), keys.clone(), raise.clone(), settle.clone());
-            tokio::spawn(async move {
-                settle.store(false, Relaxed);
-                if raise_epochs(&routes, &keys, &raise, Raise::Settle, &[])
-                    .await
-                    .is_err()
-                {
-                    settle.store(true, Relaxed);
-                }
-            });
-        }
-        drop(r);
-        let pause = if mapped { 1000 } else { 50 };
-        tokio::select! {
-            _ = reconnected.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-        }
-    }
-}
-
 /// A fred client configured as a cache client (see the module header), not connected.
 fn build_client(config: &Config, timeout: Duration) -> Result<Client, CacheError> {
     let mut config = config.clone();
@@ -718,75 +676,6 @@ fn split(results: Vec<Result<u64, (usize, CacheError)>>) -> (u64, Vec<(usize, Ca
 /// A counter's value as read (`None` when missing or not a number).
 fn number(value: Option<&Option<String>>) -> Option<u64> {
     value?.as_deref()?.parse().ok()
-}
-
-/// How far `raise_epochs` moves the epoch copies.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Raise {
-    /// To the highest copy (a missing copy makes it a jump).
-    Settle,
-    /// To one more than the highest.
-    Bump,
-    /// By a random amount, so no epoch seen before comes back.
-    Jump,
-}
-
-/// Reads every epoch copy (one wave), then raises each to one target (a second wave),
-/// with the history counters raised to `floors` (by group; missing = 0). A missing copy
-/// means a group lost its data, so the target then jumps. Every group's node must
-/// answer. Returns the target.
-async fn raise_epochs(
-    routes: &Routes,
-    keys: &Keys,
-    script: &Script,
-    how: Raise,
-    floors: &[u64],
-) -> Result<u64, CacheError> {
-    let groups = keys.groups();
-    let nodes: Vec<Arc<Node>> = (0..groups)
-        .map(|g| routes.node(g).ok_or(CacheError::Unavailable))
-        .collect::<Result<_, _>>()?;
-    let budget = Duration::from_secs(1);
-    let reads = nodes
-        .iter()
-        .enumerate()
-        .map(|(g, n)| n.client.get::<Option<String>, _>(keys.epoch(g)));
-    let copies: Vec<Option<u64>> =
-        tokio::time::timeout(budget, futures::future::try_join_all(reads))
-            .await
-            .map_err(|_| CacheError::Timeout)??
-            .into_iter()
-            .map(|v| v.and_then(|v| v.parse().ok()))
-            .collect();
-    let highest = copies.iter().flatten().copied().max().unwrap_or(0);
-    let missing = copies.iter().any(Option::is_none);
-    let jump = || highest + rand::random_range(1u64 << 20..1 << 40);
-    let target = match how {
-        Raise::Jump => jump(),
-        _ if missing => jump(),
-        Raise::Bump => highest + 1,
-        Raise::Settle if copies.iter().all(|c| *c == Some(highest)) => return Ok(highest),
-        Raise::Settle => highest,
-    };
-    let raises = nodes.iter().enumerate().map(|(g, n)| {
-        let floor = floors.get(g).copied().unwrap_or(0);
-        script.evalsha_with_reload::<String, _, _>(
-            &n.client,
-            vec![keys.epoch(g), keys.history(g)],
-            vec![target.to_string(), floor.to_string()],
-        )
-    });
-    tokio::time::timeout(budget, futures::future::try_join_all(raises))
-        .await
-        .map_err(|_| CacheError::Timeout)??;
-    Ok(target)
-}
-
-/// `raise_epochs` to the highest copy, errors only logged (a background repair).
-async fn settle_epochs(routes: &Routes, keys: &Keys, script: &Script) {
-    if let Err(e) = raise_epochs(routes, keys, script, Raise::Settle, &[]).await {
-        tracing::debug!(error = %e, "settling the epoch copies failed; the next read retries");
-    }
 }
 
 /// What `INFO` tells about the Redis server.

@@ -96,8 +96,10 @@ pub type Builder = Box<dyn Fn(Option<&Server>) -> Result<Node, CacheError> + Sen
 pub struct Routes {
     build: Builder,
     clustered: bool,
-    /// Every node made so far (a failed master stays until nothing maps to it).
+    /// The nodes in use (a failed master stays until nothing maps to it).
     nodes: RwLock<Vec<Arc<Node>>>,
+    /// The URL's nodes, asked again when no node in use answers.
+    seeds: Vec<Server>,
     /// Per group: its node (none until the first `CLUSTER SLOTS` answer) and how many
     /// times it moved.
     groups: RwLock<Vec<(Option<Arc<Node>>, u64)>>,
@@ -121,6 +123,7 @@ impl Routes {
             vec![Arc::new(build(None)?)]
         };
         let first = (!clustered).then(|| nodes[0].clone());
+        let seeds = nodes.iter().map(|n| n.server.clone()).collect();
         let slots = (0..keys.groups())
             .map(|g| fred::util::redis_keyslot(keys.epoch(g).as_bytes()))
             .collect();
@@ -128,6 +131,7 @@ impl Routes {
             build,
             clustered,
             nodes: RwLock::new(nodes),
+            seeds,
             groups: RwLock::new(vec![(first, 0); keys.groups()]),
             slots,
         })
@@ -184,6 +188,10 @@ impl Routes {
             }
         }
         let Some(routing) = routing else {
+            // No node answers: bring back the URL's nodes, in case they do again.
+            for seed in &self.seeds {
+                let _ = self.node_for(seed);
+            }
             return Err(CacheError::Unavailable);
         };
         let mut moved = false;
@@ -200,7 +208,34 @@ impl Routes {
             groups[g] = (Some(node), groups[g].1 + 1);
             moved = true;
         }
+        self.retire_unmapped();
         Ok(moved)
+    }
+
+    /// Closes the nodes no group maps to any more (a failed master, a seed that is a
+    /// replica): a dead node's client would otherwise try to reconnect forever, and each
+    /// failed try would count as a connection error of this store.
+    fn retire_unmapped(&self) {
+        let mapped: Vec<Arc<Node>> = self
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(n, _)| n.clone())
+            .collect();
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let (keep, retire): (Vec<_>, Vec<_>) = nodes
+            .drain(..)
+            .partition(|n| mapped.iter().any(|m| Arc::ptr_eq(m, n)));
+        *nodes = keep;
+        for node in retire {
+            tokio::spawn(async move {
+                for client in std::iter::once(&node.client).chain(&node.marks) {
+                    let quit = client.quit();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), quit).await;
+                }
+            });
+        }
     }
 
     /// The node for `server`, made (and connecting) if new.

@@ -283,4 +283,14 @@ async fn a_killed_master_sends_only_its_own_keys_to_the_database_until_its_repli
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // The dead master's connection is closed, not retried forever: the store's session
+    // (which retires replayable answers) stays put once the failover is over.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let session = a.catalog.cache().session();
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    assert_eq!(
+        a.catalog.cache().session(),
+        session,
+        "a dead node keeps reconnecting"
+    );
 }

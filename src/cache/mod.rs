@@ -79,7 +79,8 @@ pub struct Snapshot {
     /// node failed, or the group is not usable now. Usually empty. A lost value is not a
     /// miss: nothing may be assumed about its entry (no single-flight join, no fill).
     pub lost: Vec<usize>,
-    /// The groups whose node failed, and how.
+    /// The groups whose node failed, and how (taken by `Cache::read`, which counts and
+    /// logs them).
     pub failed: Vec<(usize, CacheError)>,
 }
 
@@ -256,10 +257,7 @@ impl Cache {
         tally.round_trip();
         let touched = || self.groups_of(counters.iter().chain(keys).map(String::as_str));
         let mut snapshot = self.ok_or_log(kind, result, touched)?;
-        for (group, e) in std::mem::take(&mut snapshot.failed) {
-            let _ = self.ok_or_log::<()>(kind, Err(e), || 1 << group);
-            snapshot.failed.push((group, CacheError::Unavailable));
-        }
+        self.failed_groups(kind, std::mem::take(&mut snapshot.failed));
         for &(group, seen) in &snapshot.history {
             if seen < floors[group] {
                 self.history_lost();
@@ -574,12 +572,10 @@ fn one_group(result: Result<u64, CacheError>) -> (u64, Vec<(usize, CacheError)>)
     }
 }
 
-/// Whether a Redis URL names a cluster (fred's `redis-cluster://`, `valkey-cluster://`).
+/// Whether a Redis URL names a cluster, as fred parses it (the store routes by the same
+/// parse, so the key layout and the routing always agree).
 pub fn is_cluster_url(url: &str) -> bool {
-    url.starts_with("redis-cluster://")
-        || url.starts_with("rediss-cluster://")
-        || url.starts_with("valkey-cluster://")
-        || url.starts_with("valkeys-cluster://")
+    fred::types::config::Config::from_url(url).is_ok_and(|c| c.server.is_clustered())
 }
 
 /// Runs one store command, recording its latency and outcome.

@@ -14,7 +14,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use tokio::sync::oneshot;
 
-use super::{Catalog, flight::LoadFailure};
+use super::{Catalog, flight::LoadFailure, read::Cached};
 
 /// The most ids one merged statement reads.
 const MAX_IDS: usize = 500;
@@ -60,23 +60,14 @@ impl<T> Batcher<T> {
 }
 
 impl Catalog {
-    /// The rows of `ids` (those that exist), read in a statement shared with the reads
-    /// queued meanwhile. `fetch` reads a set of ids; `classify` says what its error means
-    /// (and logs it, once per statement).
-    pub(super) async fn read_merged<T, F, Fut>(
+    /// The rows of `ids` (those that exist), read in a statement shared with the reads of
+    /// `T` queued meanwhile.
+    pub(super) async fn read_merged<T: Cached>(
         &self,
-        batcher: &Batcher<T>,
         ids: Vec<i32>,
         tally: &crate::cache::RequestTally,
-        fetch: F,
-        classify: fn(&sea_orm::DbErr) -> LoadFailure,
-        id_of: fn(&T) -> i32,
-    ) -> Answer<T>
-    where
-        T: Clone,
-        F: Fn(Vec<i32>) -> Fut,
-        Fut: Future<Output = Result<Vec<T>, sea_orm::DbErr>>,
-    {
+    ) -> Answer<T> {
+        let batcher = T::batcher(self);
         let (tx, mut rx) = oneshot::channel();
         batcher.push(ids, tx);
         loop {
@@ -89,7 +80,7 @@ impl Catalog {
                 Ok(slot) => slot,
                 // Refused by the bound: this request gives up (its queued ids, if someone
                 // still reads them, are answered to no one).
-                Err(e) => return Err(classify(&e)),
+                Err(e) => return Err(classify::<T>(&e)),
             };
             let waiters = batcher.take();
             if waiters.is_empty() {
@@ -103,11 +94,11 @@ impl Catalog {
                 .collect();
             all.sort_unstable();
             all.dedup();
-            let rows = self.counted_sql(tally, fetch(all)).await;
+            let rows = self.counted_sql(tally, T::fetch(self, all)).await;
             drop(slot);
             match rows {
                 Ok(rows) => {
-                    let found: HashMap<i32, T> = rows.into_iter().map(|r| (id_of(&r), r)).collect();
+                    let found: HashMap<i32, T> = rows.into_iter().map(|r| (r.id(), r)).collect();
                     for (ids, tx) in waiters {
                         let mine = ids
                             .iter()
@@ -117,7 +108,7 @@ impl Catalog {
                     }
                 }
                 Err(e) => {
-                    let failure = classify(&e);
+                    let failure = classify::<T>(&e);
                     for (_, tx) in waiters {
                         let _ = tx.send(Err(failure));
                     }
@@ -126,4 +117,17 @@ impl Catalog {
             // This request's ids were in that statement, or are still queued: look again.
         }
     }
+}
+
+/// What a failed read of `T` means for its flights (logged once per statement).
+fn classify<T: Cached>(e: &sea_orm::DbErr) -> LoadFailure {
+    if crate::error::db_overloaded(e) {
+        return LoadFailure::Overloaded;
+    }
+    if crate::error::db_unavailable(e) {
+        tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
+        return LoadFailure::Unavailable;
+    }
+    tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
+    LoadFailure::Internal
 }

@@ -9,16 +9,16 @@
 //! touches (the mark script's `INCR hist`; on a Redis Cluster every group has its own,
 //! since each master can lose data on its own) and records the values it got in its
 //! outbox row in Postgres (`delivered_hist`). A group whose counter is below the highest
-//! value Postgres recorded for it has lost acknowledged invalidations. Postgres is read first, then Redis: a value
-//! recorded in between was already in Redis when it was recorded, so a healthy Redis is
-//! never judged behind.
+//! value Postgres recorded for it has lost acknowledged invalidations. Postgres is read
+//! first, then Redis: a value recorded in between was already in Redis when it was
+//! recorded, so a healthy Redis is never judged behind.
 //!
 //! The check runs at start, after every (re)connect or connection error (until it passes,
 //! reads of the groups of that node go around the cache: `Cache::history_checked`) and
 //! once a second, for every group whose node answers (a node that is down is checked
 //! once it is back). Between
 //! checks, every read carries the counter too: one that finds it below the highest value
-//! this process saw (`Cache::history_floor`) is refused and the history marked lost at
+//! this process saw for its group (`Cache::history_floors`) is refused and the history marked lost at
 //! once, since connection events arrive asynchronously (and a failover behind a proxy
 //! sends none). The floor also joins Postgres's value in the check, as a delivery this
 //! process made may not be recorded there yet. On lost

@@ -135,8 +135,11 @@ impl Catalog {
             .collect();
         let mut snapshot = cache.read(Kind::List, &keys, &counter_keys, tally).await;
         if let Some(s) = &mut snapshot {
-            let lost: Vec<bool> = (0..counter_keys.len()).map(|j| s.counter_lost(j)).collect();
-            seed_missing(cache, &counter_keys, &lost, &mut s.counters, tally).await;
+            // Missing, not lost: a lost counter's group is not read (nor seeded) now.
+            let missing: Vec<usize> = (0..counter_keys.len())
+                .filter(|&j| s.counters[j].is_none() && !s.counter_lost(j))
+                .collect();
+            seed_missing(cache, &counter_keys, missing, &mut s.counters, tally).await;
         }
         let stamps = &tally.stamps;
         if let Some(s) = &snapshot {
@@ -275,13 +278,10 @@ impl Catalog {
 async fn seed_missing(
     cache: &crate::cache::Cache,
     keys: &[String],
-    lost: &[bool],
+    missing: Vec<usize>,
     values: &mut [Option<u64>],
     tally: &RequestTally,
 ) {
-    let missing: Vec<usize> = (0..keys.len())
-        .filter(|&i| values[i].is_none() && !lost[i])
-        .collect();
     if missing.is_empty() {
         return;
     }

@@ -103,19 +103,6 @@ impl Cached for Category {
     }
 }
 
-/// What a failed read of `T` means for its flight (logged once per statement).
-fn classify<T: Cached>(e: &sea_orm::DbErr) -> LoadFailure {
-    if crate::error::db_overloaded(e) {
-        return LoadFailure::Overloaded;
-    }
-    if crate::error::db_unavailable(e) {
-        tracing::warn!(error = %e, kind = T::KIND.as_str(), "database unavailable");
-        return LoadFailure::Unavailable;
-    }
-    tracing::error!(error = %e, kind = T::KIND.as_str(), "database read failed");
-    LoadFailure::Internal
-}
-
 /// Keeps in-process copies of what a read through the cache found (kinds with `local`).
 fn keep_local<T: Cached>(
     local: Option<&moka::sync::Cache<i32, (u64, T)>>,
@@ -280,16 +267,7 @@ impl Catalog {
         tally: Arc<RequestTally>,
     ) -> Outcome<i32, T> {
         let _ = clock.query_started.set(Instant::now());
-        let found = self
-            .read_merged(
-                T::batcher(&self),
-                ids.clone(),
-                &tally,
-                |ids| T::fetch(&self, ids),
-                classify::<T>,
-                T::id,
-            )
-            .await?;
+        let found = self.read_merged::<T>(ids.clone(), &tally).await?;
         if let Some(epoch) = epoch {
             self.hooks().before_fill(T::KIND).await;
             let cache = self.cache();

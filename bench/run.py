@@ -859,7 +859,7 @@ class LocalCluster:
                 except OSError:
                     return False
         while len(self.ports) < 6:
-            p = random.randrange(20_000, 45_000)
+            p = random.randrange(20_000, 22_000)  # bus ports 30000-31999: below the ephemeral range
             if p not in self.ports and free(p) and free(p + 10_000):
                 self.ports.append(p)
         for p in self.ports:

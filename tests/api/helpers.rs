@@ -572,7 +572,7 @@ pub fn pause_first_fill(
 }
 
 /// A Redis Cluster a test owns: 3 masters and 3 replicas (`--cluster-node-timeout
-/// 1500`) on free loopback ports below 55535 (each node's bus listens on port + 10000),
+/// 1500`) on free loopback ports 20000-21999 (each node's bus listens on port + 10000),
 /// made by `redis-cli --cluster create`. Killed with the test.
 pub struct OwnCluster {
     pub nodes: Vec<OwnRedis>,
@@ -583,14 +583,25 @@ impl OwnCluster {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("larder-cluster-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
+        // Ports 20000-21999 and their bus ports 30000-31999 lie below the kernel's
+        // ephemeral range (32768 up, where `OwnRedis::free_port` and clients draw), and
+        // a process-wide reservation keeps clusters of tests running at once apart (one
+        // cluster's node port could otherwise be another's bus port before it is bound).
+        static RESERVED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 6 {
-            let p = rand::random_range(20_000u16..45_000);
-            if free(p) && free(p + 10_000) && !ports.contains(&p) {
-                ports.push(p);
+        let ports: Vec<u16> = {
+            let mut reserved = RESERVED.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ports = Vec::new();
+            while ports.len() < 6 {
+                let p = rand::random_range(20_000u16..22_000);
+                let bus = p + 10_000;
+                if !reserved.contains(&p) && !reserved.contains(&bus) && free(p) && free(bus) {
+                    reserved.extend([p, bus]);
+                    ports.push(p);
+                }
             }
-        }
+            ports
+        };
         let mut nodes = Vec::new();
         for &p in &ports {
             let conf = dir.join(format!("nodes-{p}.conf")).display().to_string();
@@ -624,8 +635,9 @@ impl OwnCluster {
             .expect("redis-cli runs");
         assert!(
             out.status.success(),
-            "cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "cluster create on {ports:?}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let cluster = Self { nodes, dir };
         cluster.wait_ok(std::time::Duration::from_secs(20)).await;

@@ -44,6 +44,8 @@ pub struct Shared {
     pub admin_token: String,
     /// Whole answers of repeated reads, replayed while their stamps hold.
     pub responses: ResponseCache,
+    /// Persisted query documents (APQ) by hash.
+    pub documents: crate::cache::documents::Documents,
 }
 
 impl std::ops::Deref for AppState {
@@ -122,6 +124,7 @@ impl Application {
             })?;
         let state = AppState(Arc::new(Shared {
             responses: ResponseCache::new(config.response_cache_bytes),
+            documents: crate::cache::documents::Documents::new(config.persisted_limits),
             catalog,
             schema,
             config,

@@ -91,6 +91,10 @@ pub struct Config {
     pub introspection: bool,
     /// Bytes the in-process response cache may hold; 0 turns it off.
     pub response_cache_bytes: u64,
+    /// Whether persisted queries (APQ) are accepted (`PERSISTED_QUERIES`).
+    pub persisted_queries: bool,
+    /// The TTL and bounds of registered persisted query documents.
+    pub persisted_limits: crate::cache::documents::Limits,
     /// Deepest selection a query may have.
     pub max_depth: usize,
     /// Highest complexity a query may have (every field 1, list fields times `first`).
@@ -164,6 +168,12 @@ impl Config {
             request_timeout: Duration::from_millis(parse(&get, "REQUEST_TIMEOUT_MS", 5_000)?),
             introspection: parse(&get, "INTROSPECTION", true)?,
             response_cache_bytes: parse(&get, "RESPONSE_CACHE_MAX_BYTES", 64 * 1024 * 1024)?,
+            persisted_queries: parse(&get, "PERSISTED_QUERIES", true)?,
+            persisted_limits: crate::cache::documents::Limits {
+                ttl: Duration::from_secs(parse(&get, "PERSISTED_QUERY_TTL_SECS", 86_400)?.max(1)),
+                max_count: parse(&get, "PERSISTED_QUERY_MAX_COUNT", 10_000)?,
+                max_bytes: parse(&get, "PERSISTED_QUERY_MAX_BYTES", 16 * 1024 * 1024)?,
+            },
             max_depth: match parse(&get, "QUERY_MAX_DEPTH", 15)? {
                 d @ 1..=32 => d,
                 d => {
@@ -268,6 +278,8 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("introspection", &self.introspection)
             .field("response_cache_bytes", &self.response_cache_bytes)
+            .field("persisted_queries", &self.persisted_queries)
+            .field("persisted_limits", &self.persisted_limits)
             .field("max_depth", &self.max_depth)
             .field("max_complexity", &self.max_complexity)
             .field("cors_allow_origins", &self.cors_allow_origins)

@@ -40,10 +40,17 @@ pub enum ErrorCode {
     /// The server is past a load bound: more requests in flight than `MAX_IN_FLIGHT`
     /// (503 with `Retry-After`), or more database reads waiting than `DB_READ_QUEUE`.
     Overloaded,
+    /// A persisted query hash this server does not know (yet): Apollo's clients then
+    /// send the document with it.
+    PersistedQueryNotFound,
+    /// A persisted query sent while `PERSISTED_QUERIES=false`: clients stop hashing.
+    PersistedQueryNotSupported,
+    /// A document sent with a `sha256Hash` that is not its SHA-256.
+    PersistedQueryHashMismatch,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::BadUserInput,
         Self::NotFound,
         Self::Unauthenticated,
@@ -58,6 +65,9 @@ impl ErrorCode {
         Self::PayloadTooLarge,
         Self::BadRequest,
         Self::Overloaded,
+        Self::PersistedQueryNotFound,
+        Self::PersistedQueryNotSupported,
+        Self::PersistedQueryHashMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +86,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::BadRequest => "BAD_REQUEST",
             Self::Overloaded => "OVERLOADED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
         }
     }
 
@@ -94,10 +107,12 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::BadUserInput | Self::GraphqlValidationFailed | Self::BadRequest => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::NotFound | Self::PersistedQueryNotFound => StatusCode::NOT_FOUND,
+            Self::BadUserInput
+            | Self::GraphqlValidationFailed
+            | Self::BadRequest
+            | Self::PersistedQueryNotSupported
+            | Self::PersistedQueryHashMismatch => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -239,3 +239,10 @@ pub fn db_read_refused() {
 pub fn shed() {
     counter!("http_requests_shed_total").increment(1);
 }
+
+/// A persisted query (APQ) handled: `found_local`, `found_shared`, `not_found`,
+/// `registered`, `known`, `refused_full`, `refused_unavailable`, `hash_mismatch`,
+/// `malformed`, `not_supported`.
+pub fn persisted_query(outcome: &'static str) {
+    counter!("persisted_queries_total", "outcome" => outcome).increment(1);
+}

@@ -100,6 +100,25 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// A persisted query document (APQ) under its SHA-256 `hash` (hex), in the group
+    /// the hash's first digits pick, next to that group's registry (`documents_index`).
+    pub fn document(&self, hash: &str) -> String {
+        let group = hash
+            .get(..8)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .map_or(0, |n| (n % self.tags.len() as u64) as usize);
+        format!("{}q:{hash}", self.tags[group])
+    }
+
+    /// A group's registry of documents: their hashes by expiry time (a sorted set) and
+    /// their sizes with the group's total (a hash), which bound what it may hold.
+    pub fn documents_index(&self, group: usize) -> [String; 2] {
+        let tag = &self.tags[group];
+        [format!("{tag}q#expiry"), format!("{tag}q#bytes")]
+    }
+}
+
 /// The Redis Cluster hash slot of a hash tag's content.
 fn slot(tag: &str) -> usize {
     usize::from(fred::util::redis_keyslot(tag.as_bytes()))
@@ -122,6 +141,7 @@ mod tests {
             assert_eq!(k.group_of(&key), 0);
         }
         assert_eq!(k.item(Kind::Product, 7), "{larder:}p:7");
+        assert_eq!(k.document("ab"), "{larder:}q:ab");
     }
 
     #[test]
@@ -146,5 +166,8 @@ mod tests {
             .map(|i| k.group_of(&k.list(&format!("page{i}"))))
             .collect();
         assert_eq!(spread.len(), 16, "pages spread over every group");
+        let hash = format!("{:08x}{}", 37, "e".repeat(56));
+        assert_eq!(k.group_of(&k.document(&hash)), 37 % 16, "documents by hash");
+        assert_eq!(k.group_of(&k.documents_index(5)[1]), 5);
     }
 }

@@ -83,3 +83,47 @@ if h < tonumber(ARGV[2]) then
 end
 return redis.call('GET', KEYS[1])
 "#;
+
+/// Registers a persisted query document within its group's bounds (`cache::documents`).
+/// KEYS[1]: the document; KEYS[2]: the group's hashes by expiry (ms, a sorted set);
+/// KEYS[3]: their sizes and the `#total` (a hash). ARGV: hash, document, ttl ms, max
+/// count, max bytes. Forgets the entries that expired (at most 1000 per call) before it
+/// checks the bounds. Returns 1 stored, 2 known already, 0 refused (full). The registry
+/// keys live as long as their youngest document, so nothing here is kept forever.
+pub const REGISTER_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+if #gone > 0 then
+  local freed = 0
+  for _, size in ipairs(redis.call('HMGET', KEYS[3], unpack(gone))) do
+    freed = freed + (tonumber(size) or 0)
+  end
+  redis.call('HDEL', KEYS[3], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+  redis.call('HINCRBY', KEYS[3], '#total', -freed)
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 2
+end
+local size = string.len(ARGV[2])
+local count = redis.call('ZCARD', KEYS[2])
+local total = tonumber(redis.call('HGET', KEYS[3], '#total')) or 0
+-- Still listed but gone (evicted by Redis): its entry is replaced, not counted twice.
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))
+if old then
+  count = count - 1
+  total = total - old
+end
+if count >= tonumber(ARGV[4]) or total + size > tonumber(ARGV[5]) then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], size)
+redis.call('HINCRBY', KEYS[3], '#total', size - (old or 0))
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return 1
+"#;

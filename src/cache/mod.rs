@@ -11,6 +11,8 @@
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
+//! - `documents`: persisted query documents (APQ), in Redis or in process, bounded.
+pub mod documents;
 pub mod entry;
 mod epochs;
 pub mod keys;
@@ -532,6 +534,28 @@ impl Cache {
                 None
             }
         }
+    }
+
+    /// The persisted query document under `hash` in Redis; `None` without Redis (the
+    /// documents then live in process, see `documents`).
+    pub async fn shared_document(&self, hash: &str) -> Option<Result<Option<String>, CacheError>> {
+        let Store::Redis(r) = &self.store else {
+            return None;
+        };
+        Some(timed("document", r.document(hash)).await)
+    }
+
+    /// Registers a persisted query document in Redis; `None` without Redis.
+    pub async fn register_shared_document(
+        &self,
+        hash: &str,
+        document: &str,
+        limits: documents::Limits,
+    ) -> Option<Result<documents::Registration, CacheError>> {
+        let Store::Redis(r) = &self.store else {
+            return None;
+        };
+        Some(timed("register", r.register_document(hash, document, limits)).await)
     }
 
     /// Logs a cache error at most once a second: during an outage every request fails

@@ -38,17 +38,19 @@ use super::{
 
 /// The scripts, loaded once per node on first use (`EVALSHA`, reloaded when missing).
 #[derive(Clone)]
-struct Scripts {
+pub(super) struct Scripts {
     fill: Script,
     mark: Script,
     raise: Script,
+    /// `cache::documents`.
+    pub(super) register: Script,
 }
 
 pub struct RedisStore {
     routes: Arc<Routes>,
-    keys: Keys,
-    scripts: Scripts,
-    timeout: Duration,
+    pub(super) keys: Keys,
+    pub(super) scripts: Scripts,
+    pub(super) timeout: Duration,
     /// How long a read waits on a connected node before it looks at whether the node is
     /// still answering anything (`CACHE_READ_BUDGET_MS`, see `timed_read`).
     read_budget: Duration,
@@ -131,6 +133,7 @@ impl RedisStore {
             fill: Script::from_lua(lua::FILL_LUA),
             mark: Script::from_lua(lua::MARK_LUA),
             raise: Script::from_lua(lua::RAISE_LUA),
+            register: Script::from_lua(lua::REGISTER_LUA),
         };
         tokio::spawn(maintain(
             Arc::downgrade(&routes),
@@ -179,7 +182,7 @@ impl RedisStore {
     }
 
     /// The node serving `group`, ready for a command.
-    fn node(&self, group: usize) -> Result<Arc<Node>, CacheError> {
+    pub(super) fn node(&self, group: usize) -> Result<Arc<Node>, CacheError> {
         let node = self.routes.node(group).ok_or(CacheError::Unavailable)?;
         node.ready()?;
         Ok(node)
@@ -188,7 +191,7 @@ impl RedisStore {
     /// `fut`, a command of `node`, within `timeout`. Past it the command fails; the
     /// node's breaker opens only if the node answered nothing meanwhile (a stall): a node
     /// that answers other commands is busy, and its reads must keep going to it.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         node: &Node,
         timeout: Duration,

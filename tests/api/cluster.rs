@@ -1,12 +1,16 @@
 //! Redis Cluster: a real cluster of 3 masters and 3 replicas per test (`OwnCluster`).
 //! The keys of a warmed catalog spread over every master; a write through one
 //! instance is seen through another at once, for items and list pages; with
+//! persisted query documents spread by hash and are shared; with
 //! `CACHE_WAIT_REPLICAS` a write waits for the replica of each node it touched. (The
 //! consistency checker's cluster scenarios, steady state and a master killed mid-run,
 //! are in `consistency`.)
 use serde_json::json;
 
-use crate::helpers::{OwnCluster, TestApp, redis_backend, spawn_app_with, spawn_sibling};
+use crate::{
+    helpers::{OwnCluster, TestApp, redis_backend, spawn_app_with, spawn_sibling},
+    persisted::sha256,
+};
 
 /// Two instances on one Postgres database and the test's own cluster, or `None` when
 /// this run has no Postgres + Redis backend.
@@ -117,6 +121,20 @@ async fn a_write_through_one_instance_is_seen_through_another_at_once_on_a_clust
     let after = a.product(&ids[5]).await;
     assert_eq!(after.cache()["hits"]["product"], 0, "{}", after.cache());
     assert!(after.sql() >= 1, "{}", after.cache());
+    // Persisted query documents, spread over the groups by hash: registered through a,
+    // each is answered through b from the node that holds its group.
+    let docs: Vec<String> = (0..32).map(|i| format!("{{ d{i}: __typename }}")).collect();
+    for d in &docs {
+        let r = a.post_registering(d, json!({})).await;
+        assert!(
+            r.body["extensions"]["persistedQuery"].is_null(),
+            "{}",
+            r.body
+        );
+    }
+    for d in &docs {
+        b.post_hash(&sha256(d), json!({})).await.ok();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -301,7 +301,7 @@ impl TestApp {
             .expect("rename the products table");
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Gql {
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Gql {
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

@@ -16,6 +16,7 @@ mod lists;
 mod logs;
 mod measure;
 mod overload;
+mod persisted;
 mod products;
 mod responses;
 mod schema;

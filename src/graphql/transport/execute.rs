@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     negotiate::Media,
+    persisted::Refused,
     respond::{self, Rejection},
     responses::{Key, Stored},
 };
@@ -44,8 +45,9 @@ pub async fn execute(
     request: async_graphql::Request,
     caller: Caller,
     key: Option<Key>,
+    refused: Option<Refused>,
 ) -> Response {
-    Box::pin(run(state, headers, request, caller, key)).await
+    Box::pin(run(state, headers, request, caller, key, refused)).await
 }
 
 async fn run(
@@ -54,6 +56,7 @@ async fn run(
     mut request: async_graphql::Request,
     caller: Caller,
     key: Option<Key>,
+    refused: Option<Refused>,
 ) -> Response {
     let media = caller.media;
     let operation_type = match check_document(&mut request) {
@@ -72,7 +75,7 @@ async fn run(
             .schema
             .execute(request.data(ctx).data(state.schema.clone())),
     );
-    let Ok(response) = execution.await else {
+    let Ok(mut response) = execution.await else {
         crate::metrics::graphql_operation(operation.as_deref(), false);
         return Rejection::new(
             ErrorCode::Timeout,
@@ -81,6 +84,11 @@ async fn run(
         .into_response(media);
     };
     crate::metrics::graphql_operation(operation.as_deref(), response.errors.is_empty());
+    if let Some(refused) = refused {
+        response
+            .extensions
+            .insert("persistedQuery".into(), refused.extension());
+    }
     let is_get = caller.method == Method::Get;
     let data_json = response
         .errors

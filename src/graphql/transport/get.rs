@@ -17,7 +17,7 @@ use axum::{
 
 use super::{
     execute::{Caller, Method, execute, is_admin, selected_operation},
-    negotiate, playground,
+    negotiate, persisted, playground,
     post::not_acceptable,
     respond::Rejection,
     responses,
@@ -30,13 +30,15 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let admin = is_admin(&headers, &state.admin_token);
-    // A repeated query is answered from the response cache before anything is parsed.
+    let raw_bytes = raw.as_deref().unwrap_or("").as_bytes();
+    let persisted = persisted::mentions(raw_bytes);
+    // A repeated query is answered from the response cache before anything is parsed;
+    // one that may carry a persisted query only once it is resolved (`persisted`).
     let mut key = None;
-    if let (Some(media), Some(raw)) = (negotiate::negotiate(&headers), raw.as_deref()) {
-        key = state
-            .responses
-            .key(Method::Get, media, admin, raw.as_bytes());
-        if let Some(k) = &key
+    if let (Some(media), Some(_)) = (negotiate::negotiate(&headers), raw.as_deref()) {
+        key = state.responses.key(Method::Get, media, admin, raw_bytes);
+        if !persisted
+            && let Some(k) = &key
             && let Some(resp) = responses::replay(&state, k, media, Method::Get).await
         {
             return resp;
@@ -44,7 +46,10 @@ pub async fn get(
     }
     let params: HashMap<String, String> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
-    if !params.contains_key("query") && negotiate::wants_html(&headers) {
+    if !params.contains_key("query")
+        && !params.contains_key("extensions")
+        && negotiate::wants_html(&headers)
+    {
         return playground::page(state.config.introspection);
     }
     let Some(media) = negotiate::negotiate(&headers) else {
@@ -54,6 +59,10 @@ pub async fn get(
         Ok(r) => r,
         Err(rejection) => return rejection.into_response(media),
     };
+    let refused = match persisted::resolve(&state, &mut request).await {
+        Ok(refused) => refused,
+        Err(rejection) => return rejection.into_response(media),
+    };
     if is_mutation(&mut request) {
         return Rejection::new(
             ErrorCode::MethodNotAllowed,
@@ -61,24 +70,29 @@ pub async fn get(
         )
         .into_response(media);
     }
+    if persisted
+        && refused.is_none()
+        && let Some(k) = &key
+        && let Some(resp) = responses::replay(&state, k, media, Method::Get).await
+    {
+        return resp;
+    }
     let caller = Caller {
         media,
         method: Method::Get,
         admin,
     };
-    execute(&state, &headers, request, caller, key).await
+    // An answer that reports a refused registration is not stored for replay.
+    let key = key.filter(|_| refused.is_none());
+    execute(&state, &headers, request, caller, key, refused).await
 }
 
 /// The URL's parameters as a GraphQL request; `variables` and `extensions` must be
-/// JSON objects when given (empty counts as absent).
+/// JSON objects when given (empty counts as absent). The query may be missing only when
+/// `extensions.persistedQuery` stands for it.
 fn read(params: &HashMap<String, String>) -> Result<async_graphql::Request, Rejection> {
-    let Some(query) = params.get("query") else {
-        return Err(Rejection::new(
-            ErrorCode::BadRequest,
-            "missing the query parameter",
-        ));
-    };
-    let mut request = async_graphql::Request::new(query.clone());
+    let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
+    let mut request = async_graphql::Request::new(params.get("query").cloned().unwrap_or_default());
     if let Some(name) = params.get("operationName").filter(|n| !n.is_empty()) {
         request = request.operation_name(name.clone());
     }
@@ -90,14 +104,16 @@ fn read(params: &HashMap<String, String>) -> Result<async_graphql::Request, Reje
             Ok(v @ serde_json::Value::Object(_)) if param == "variables" => {
                 request.variables = async_graphql::Variables::from_json(v);
             }
-            Ok(serde_json::Value::Object(_) | serde_json::Value::Null) => {}
-            _ => {
-                return Err(Rejection::new(
-                    ErrorCode::BadRequest,
-                    format!("{param} must be a JSON object"),
-                ));
+            Ok(v @ serde_json::Value::Object(_)) => {
+                request.extensions = serde_json::from_value(v)
+                    .map_err(|e| bad(format!("invalid extensions: {e}")))?;
             }
+            Ok(serde_json::Value::Null) => {}
+            _ => return Err(bad(format!("{param} must be a JSON object"))),
         }
+    }
+    if !params.contains_key("query") && !request.extensions.0.contains_key("persistedQuery") {
+        return Err(bad("missing the query parameter".into()));
     }
     Ok(request)
 }

@@ -5,7 +5,8 @@
 //!
 //! A request's way through: `post` or `get` (negotiate; 406, 415, 413) -> `responses`
 //! (a repeated query whose stamps all hold is answered here, unparsed) -> read the
-//! request (400, 405) -> `execute` (document guards, loaders, timeout; store the answer
+//! request (400) -> `persisted` (a hash becomes its document; 404 for an unknown one;
+//! such a request tries `responses` only now) -> 405 for a GET mutation -> `execute` (document guards, loaders, timeout; store the answer
 //! when it may be replayed) -> `respond` (status, media type, masking,
 //! `extensions.cache`, `x-cache`, `Cache-Control`).
 //!
@@ -15,10 +16,12 @@
 //! - `execute`: guards and execution.
 //! - `respond`: answers and transport errors (`Rejection`), codes from `error::ErrorCode`.
 //! - `responses`: the response cache (replay of repeated reads without execution).
+//! - `persisted`: automatic persisted queries (Apollo's APQ).
 //! - `playground`: the embedded GraphiQL page.
 pub mod execute;
 pub mod get;
 pub mod negotiate;
+pub mod persisted;
 pub mod playground;
 pub mod post;
 pub mod respond;

@@ -9,6 +9,7 @@ use axum::{
 use super::{
     execute::{Caller, Method, execute, is_admin},
     negotiate::{self, Media},
+    persisted,
     respond::Rejection,
     responses,
 };
@@ -27,9 +28,12 @@ pub async fn post(
         Err(rejection) => return rejection.into_response(media),
     };
     let admin = is_admin(&headers, &state.admin_token);
-    // A repeated query is answered from the response cache before anything is parsed.
+    // A repeated query is answered from the response cache before anything is parsed;
+    // one that may carry a persisted query only once it is resolved (`persisted`).
     let key = state.responses.key(Method::Post, media, admin, &body);
-    if let Some(k) = &key
+    let persisted = persisted::mentions(&body);
+    if !persisted
+        && let Some(k) = &key
         && let Some(resp) = responses::replay(&state, k, media, Method::Post).await
     {
         return resp;
@@ -39,10 +43,24 @@ pub async fn post(
         method: Method::Post,
         admin,
     };
-    match read(&body) {
-        Ok(request) => execute(&state, &headers, request, caller, key).await,
-        Err(rejection) => rejection.into_response(media),
+    let mut request = match read(&body) {
+        Ok(request) => request,
+        Err(rejection) => return rejection.into_response(media),
+    };
+    let refused = match persisted::resolve(&state, &mut request).await {
+        Ok(refused) => refused,
+        Err(rejection) => return rejection.into_response(media),
+    };
+    if persisted
+        && refused.is_none()
+        && let Some(k) = &key
+        && let Some(resp) = responses::replay(&state, k, media, Method::Post).await
+    {
+        return resp;
     }
+    // An answer that reports a refused registration is not stored for replay.
+    let key = key.filter(|_| refused.is_none());
+    execute(&state, &headers, request, caller, key, refused).await
 }
 
 /// 406, answered as legacy JSON since the client accepts neither type.
@@ -72,16 +90,24 @@ fn accept(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<By
     })
 }
 
-/// The body as one GraphQL request; 400 for anything malformed.
+/// The body as one GraphQL request; 400 for anything malformed. The query may be
+/// missing (or null) only when `extensions.persistedQuery` stands for it.
 fn read(body: &[u8]) -> Result<async_graphql::Request, Rejection> {
     let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Array(_)) => Err(bad("batched requests are not supported".into())),
-        Ok(v @ serde_json::Value::Object(_)) => {
-            if !v.get("query").is_some_and(|q| q.is_string()) {
-                return Err(bad("the query parameter is missing or not a string".into()));
+        Ok(serde_json::Value::Object(mut fields)) => {
+            let persisted = fields
+                .get("extensions")
+                .is_some_and(|e| e.get("persistedQuery").is_some());
+            match fields.get("query") {
+                Some(q) if q.is_string() => {}
+                None | Some(serde_json::Value::Null) if persisted => {
+                    fields.remove("query");
+                }
+                _ => return Err(bad("the query parameter is missing or not a string".into())),
             }
-            serde_json::from_value::<async_graphql::Request>(v)
+            serde_json::from_value::<async_graphql::Request>(serde_json::Value::Object(fields))
                 .map_err(|e| bad(format!("invalid GraphQL request: {e}")))
         }
         Ok(_) => Err(bad("the body must be a JSON object".into())),

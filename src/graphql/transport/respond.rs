@@ -85,7 +85,9 @@ pub fn executed(
     };
     let cache_control = http_cache_control(&response, is_get);
     let body = match data_json {
-        Some(data) if response.errors.is_empty() => with_extensions(data, tally),
+        Some(data) if response.errors.is_empty() && response.extensions.is_empty() => {
+            with_extensions(data, tally)
+        }
         _ => {
             response.extensions.insert(
                 "cache".into(),

@@ -1,0 +1,212 @@
+//! Automatic persisted queries: Apollo's APQ protocol, version 1, resolved here in the
+//! transport, before any guard. A request whose `extensions.persistedQuery` names a
+//! hash leaves with the document that hash stands for, so the GET-mutation check (405),
+//! the document limits and the response cache all see the real document
+//! (async-graphql's own APQ extension resolves inside execution, after the GET check,
+//! and its errors carry no code).
+//!
+//! - A hash alone, registered: the document is filled in.
+//! - A hash alone, unknown: `PERSISTED_QUERY_NOT_FOUND` (404); Apollo's clients then
+//!   send the document with its hash.
+//! - A document with its hash: the hash must be the document's SHA-256
+//!   (`PERSISTED_QUERY_HASH_MISMATCH`, 400, otherwise); the document is registered
+//!   (`cache::documents`) and the request runs. A refused registration (the store is at
+//!   its bounds, or unreachable) does not fail the request, whose client sent all it
+//!   needs: it runs, and the answer reports the refusal in `extensions.persistedQuery`.
+//! - A version other than 1, or a malformed extension: `BAD_REQUEST`;
+//!   `PERSISTED_QUERIES=false`: `PERSISTED_QUERY_NOT_SUPPORTED` (clients stop hashing).
+use async_graphql::Value;
+use sha2::{Digest, Sha256};
+
+use super::respond::Rejection;
+use crate::{
+    app::AppState,
+    cache::documents::{Lookup, Registration},
+    error::ErrorCode,
+};
+
+/// Whether a raw request (a POST body, a GET query string) may carry a persisted
+/// query: such a request is resolved before its bytes are looked up in the response
+/// cache, since a registration must not be skipped by a replay.
+pub fn mentions(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"persistedQuery").is_some()
+}
+
+/// A registration that did not happen; the answer says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The document store is at `PERSISTED_QUERY_MAX_COUNT` or `_MAX_BYTES`.
+    Full,
+    /// The document store (Redis) could not be reached.
+    Unavailable,
+}
+
+impl Refused {
+    /// `extensions.persistedQuery` of the answer.
+    pub fn extension(self) -> Value {
+        let (code, message) = match self {
+            Self::Full => (
+                "PERSISTED_QUERY_LIMIT_REACHED",
+                "not registered: the persisted query store is at its bounds; send the document again next time",
+            ),
+            Self::Unavailable => (
+                "PERSISTED_QUERY_STORE_UNAVAILABLE",
+                "not registered: the persisted query store cannot be reached now; send the document again next time",
+            ),
+        };
+        let mut ext = async_graphql::indexmap::IndexMap::new();
+        ext.insert(
+            async_graphql::Name::new("registered"),
+            Value::Boolean(false),
+        );
+        ext.insert(async_graphql::Name::new("code"), Value::from(code));
+        ext.insert(async_graphql::Name::new("message"), Value::from(message));
+        Value::Object(ext)
+    }
+}
+
+/// Resolves the request's persisted query, if it has one: fills in the document of a
+/// hash, or registers the document sent with one. `Ok(Some(_))`: the request runs, but
+/// its document was not registered.
+pub async fn resolve(
+    state: &AppState,
+    request: &mut async_graphql::Request,
+) -> Result<Option<Refused>, Rejection> {
+    let Some(extension) = request.extensions.0.remove("persistedQuery") else {
+        return Ok(None);
+    };
+    if !state.config.persisted_queries {
+        count("not_supported");
+        return Err(Rejection::new(
+            ErrorCode::PersistedQueryNotSupported,
+            "PersistedQueryNotSupported",
+        ));
+    }
+    let hash = read_hash(&extension).inspect_err(|_| count("malformed"))?;
+    let cache = state.catalog.cache();
+    if request.query.is_empty() {
+        return match state.documents.lookup(cache, &hash).await {
+            Lookup::Found(document, local) => {
+                count(if local { "found_local" } else { "found_shared" });
+                request.query = document.to_string();
+                Ok(None)
+            }
+            Lookup::Missing | Lookup::Unavailable => {
+                count("not_found");
+                Err(Rejection::new(
+                    ErrorCode::PersistedQueryNotFound,
+                    "PersistedQueryNotFound",
+                ))
+            }
+        };
+    }
+    let actual = sha256_hex(&request.query);
+    if actual != hash {
+        count("hash_mismatch");
+        return Err(Rejection::new(
+            ErrorCode::PersistedQueryHashMismatch,
+            format!(
+                "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query (which is {actual})"
+            ),
+        ));
+    }
+    Ok(
+        match state.documents.register(cache, &hash, &request.query).await {
+            Registration::Stored => {
+                count("registered");
+                None
+            }
+            Registration::Known => {
+                count("known");
+                None
+            }
+            Registration::Full => {
+                count("refused_full");
+                tracing::warn!(
+                    limits = ?state.documents.limits(),
+                    "persisted query not registered: the store is at its bounds"
+                );
+                Some(Refused::Full)
+            }
+            Registration::Unavailable => {
+                count("refused_unavailable");
+                Some(Refused::Unavailable)
+            }
+        },
+    )
+}
+
+/// The SHA-256 of a document, as APQ names it: 64 lowercase hexadecimal digits.
+pub fn sha256_hex(document: &str) -> String {
+    let digest = Sha256::digest(document.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// `{"version": 1, "sha256Hash": "<64 hex digits>"}` -> the hash, lowercased.
+fn read_hash(extension: &Value) -> Result<String, Rejection> {
+    let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
+    let Value::Object(fields) = extension else {
+        return Err(bad(
+            "extensions.persistedQuery must be an object with version and sha256Hash".into(),
+        ));
+    };
+    match fields.get("version") {
+        Some(Value::Number(n)) if n.as_i64() == Some(1) => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "persisted query version {other} is not supported; larder supports version 1"
+            )));
+        }
+        None => return Err(bad("extensions.persistedQuery.version is missing".into())),
+    }
+    match fields.get("sha256Hash") {
+        Some(Value::String(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(h.to_ascii_lowercase())
+        }
+        _ => Err(bad(
+            "extensions.persistedQuery.sha256Hash must be 64 hexadecimal digits".into(),
+        )),
+    }
+}
+
+fn count(outcome: &'static str) {
+    crate::metrics::persisted_query(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_the_sha256_apollo_clients_compute() {
+        // echo -n '{ __typename }' | sha256sum
+        assert_eq!(
+            sha256_hex("{ __typename }"),
+            "7f56e67dd21ab3f30d1ff8b7bed08893f0a0db86449836189b361dd1e56ddb4b"
+        );
+    }
+
+    #[test]
+    fn the_extension_is_read_strictly() {
+        let ext = |json: &str| Value::from_json(serde_json::from_str(json).unwrap()).unwrap();
+        let hash = "E".repeat(64);
+        let ok = ext(&format!(r#"{{"version":1,"sha256Hash":"{hash}"}}"#));
+        assert_eq!(read_hash(&ok).unwrap(), "e".repeat(64));
+        for bad in [
+            r#"{"version":2,"sha256Hash":"00"}"#.to_string(),
+            format!(r#"{{"sha256Hash":"{hash}"}}"#),
+            r#"{"version":1,"sha256Hash":"abc"}"#.to_string(),
+            format!(r#"{{"version":1,"sha256Hash":"{}"}}"#, "g".repeat(64)),
+            "[1]".to_string(),
+        ] {
+            let e = read_hash(&ext(&bad)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+        }
+        let v2 = read_hash(&ext(r#"{"version":2,"sha256Hash":"00"}"#)).unwrap_err();
+        assert!(v2.message.contains("version 2"), "{}", v2.message);
+    }
+}

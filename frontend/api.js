@@ -8,6 +8,15 @@
 //   server   any other GraphQL or HTTP error
 // Every finished request is announced on `requests` ("request" events) for the log and
 // the connection banner.
+//
+// Operations go out as persisted queries (APQ): the SHA-256 of the operation's text
+// (frontend/persisted.js, computed at build time, not in the browser) instead of the
+// text. A server that does not know the hash yet answers PERSISTED_QUERY_NOT_FOUND and
+// gets the text with it, once; a server with persisted queries turned off
+// (PERSISTED_QUERY_NOT_SUPPORTED) gets plain requests from then on. Everything goes by
+// POST, whose answers browsers never cache.
+import * as operations from './operations.js';
+import { HASHES } from './persisted.js';
 import { getToken } from './token.js';
 
 export const requests = new EventTarget();
@@ -23,6 +32,27 @@ export class ApiError extends Error {
 }
 
 const OPERATION = /\b(query|mutation)\s+(\w+)/;
+
+// The persisted query hash of each operation's text.
+const HASH_OF = new Map(Object.entries(operations).map(([name, text]) => [text, HASHES[name]]));
+let persisted = true;
+
+/** POSTs one GraphQL request: by hash first when the operation has one. */
+async function send(operation, variables, operationName, headers) {
+  const post = (body) => fetch('/graphql', { method: 'POST', headers, body: JSON.stringify(body) });
+  const hash = persisted ? HASH_OF.get(operation) : undefined;
+  if (!hash) return post({ query: operation, variables, operationName });
+  const extensions = { persistedQuery: { version: 1, sha256Hash: hash } };
+  const response = await post({ extensions, variables, operationName });
+  if (response.ok) return response;
+  const code = (await response.clone().json().catch(() => null))?.errors?.[0]?.extensions?.code;
+  if (code === 'PERSISTED_QUERY_NOT_FOUND') return post({ query: operation, extensions, variables, operationName });
+  if (code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
+    persisted = false;
+    return post({ query: operation, variables, operationName });
+  }
+  return response;
+}
 
 /**
  * Sends one operation of operations.js.
@@ -44,11 +74,7 @@ export async function request(operation, variables = {}, { background = false } 
   let response;
   let body;
   try {
-    response = await fetch('/graphql', {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ query: operation, variables, operationName }),
-    });
+    response = await send(operation, variables, operationName, headers);
   } catch {
     report({ ok: false, kind: 'network', ms: performance.now() - started });
     throw new ApiError('network', 'The larder server cannot be reached.');

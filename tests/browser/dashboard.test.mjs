@@ -382,6 +382,36 @@ test('Redis down: a banner says the database serves; server down: a banner says 
   await close();
 });
 
+test('operations go as persisted queries: the text once per server, then the hash alone', async () => {
+  const server = await startLarder('apq');
+  const visit = async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const sent = [];
+    page.on('response', (response) => {
+      const request = response.request();
+      if (!request.url().endsWith('/graphql') || request.method() !== 'POST') return;
+      const body = request.postDataJSON();
+      sent.push({ op: body.operationName, status: response.status(), text: 'query' in body, hash: body.extensions?.persistedQuery?.sha256Hash });
+    });
+    await page.goto(`${server.url}/`);
+    await page.waitForSelector('#product-rows tr');
+    await page.waitForSelector('#load-meta .source');
+    await context.close();
+    return sent;
+  };
+  const first = await visit();
+  const page = (sent) => sent.filter((r) => r.op === 'ProductsPage').map(({ status, text }) => [status, text]);
+  // The first visit registers: the hash is unknown, the text follows with it.
+  assert.deepEqual(page(first), [[404, false], [200, true]], JSON.stringify(first));
+  assert.ok(first.every((r) => /^[0-9a-f]{64}$/.test(r.hash)), JSON.stringify(first));
+  // A fresh page on the same server sends only hashes, each answered at once.
+  const second = await visit();
+  assert.deepEqual(page(second), [[200, false]], JSON.stringify(second));
+  assert.ok(second.every((r) => !r.text && r.status === 200), JSON.stringify(second));
+  await server.stop();
+});
+
 test('screenshot of the desktop dashboard (docs/dashboard.png)', async () => {
   const { page, close } = await openDashboard({ query: `?token=${larder.token}`, viewport: { width: 1280, height: 900 } });
   await nextLoad(page, () => page.click('#load'));

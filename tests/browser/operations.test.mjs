@@ -41,3 +41,9 @@ test('no other dashboard module holds a GraphQL operation', async () => {
     assert.doesNotMatch(text, /\b(query|mutation|fragment)\s+[A-Z]\w*\s*[({]/, file);
   }
 });
+
+test('frontend/persisted.js holds the hash of every operation (node tests/browser/write-hashes.mjs)', async () => {
+  const { render } = await import('./write-hashes.mjs');
+  const written = await readFile(new URL('frontend/persisted.js', root), 'utf8');
+  assert.equal(written, render(), 'frontend/persisted.js is out of date: run node tests/browser/write-hashes.mjs');
+});

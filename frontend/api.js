@@ -37,21 +37,27 @@ const OPERATION = /\b(query|mutation)\s+(\w+)/;
 const HASH_OF = new Map(Object.entries(operations).map(([name, text]) => [text, HASHES[name]]));
 let persisted = true;
 
-/** POSTs one GraphQL request: by hash first when the operation has one. */
+/**
+ * POSTs one GraphQL request, by hash first when the operation has one; resolves to the
+ * response and its parsed body (null when it is not JSON).
+ */
 async function send(operation, variables, operationName, headers) {
-  const post = (body) => fetch('/graphql', { method: 'POST', headers, body: JSON.stringify(body) });
+  const post = async (body) => {
+    const response = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify(body) });
+    return { response, body: await response.json().catch(() => null) };
+  };
   const hash = persisted ? HASH_OF.get(operation) : undefined;
   if (!hash) return post({ query: operation, variables, operationName });
   const extensions = { persistedQuery: { version: 1, sha256Hash: hash } };
-  const response = await post({ extensions, variables, operationName });
-  if (response.ok) return response;
-  const code = (await response.clone().json().catch(() => null))?.errors?.[0]?.extensions?.code;
+  const first = await post({ extensions, variables, operationName });
+  // The code decides, not the status (200 for application/json, 404 or 400 otherwise).
+  const code = first.body?.errors?.[0]?.extensions?.code;
   if (code === 'PERSISTED_QUERY_NOT_FOUND') return post({ query: operation, extensions, variables, operationName });
   if (code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
     persisted = false;
     return post({ query: operation, variables, operationName });
   }
-  return response;
+  return first;
 }
 
 /**
@@ -74,15 +80,10 @@ export async function request(operation, variables = {}, { background = false } 
   let response;
   let body;
   try {
-    response = await send(operation, variables, operationName, headers);
+    ({ response, body } = await send(operation, variables, operationName, headers));
   } catch {
     report({ ok: false, kind: 'network', ms: performance.now() - started });
     throw new ApiError('network', 'The larder server cannot be reached.');
-  }
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
   }
   const ms = performance.now() - started;
   const cache = body?.extensions?.cache ?? null;

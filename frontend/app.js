@@ -5,6 +5,7 @@ import { requests, request } from './api.js';
 import { createDetails } from './details.js';
 import { byId } from './dom.js';
 import { createEditor } from './editor.js';
+import { createLive } from './live.js';
 import { createLog } from './log.js';
 import { notify } from './notice.js';
 import { CATEGORIES } from './operations.js';
@@ -82,6 +83,20 @@ requests.addEventListener('request', ({ detail }) => {
   } else if (detail.ok && detail.type === 'mutation') {
     showTokenState(); // the token worked
   }
+});
+
+// Changes made by others: the shown page and the open product follow them at once.
+let pending = null;
+createLive({
+  onChange(change) {
+    details.changed(change);
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      list.reload();
+      if (change.kind !== 'UPDATED') loadCategories();
+    }, 100);
+  },
+  onGap: catalogChanged,
 });
 
 loadCategories();

@@ -65,6 +65,23 @@ export function createDetails({ onEdit, onDeleted }) {
     }
   }
 
+  /** Reads the open product again, in place (no dialog reset, no focus move). */
+  async function refresh(id) {
+    try {
+      const result = await request(PRODUCT_DETAILS, { id });
+      if (product?.id !== id) return;
+      showReport(meta, result);
+      if (result.data.product) show(result.data.product);
+      else {
+        title.textContent = `Product ${id} was deleted`;
+        fields.replaceChildren();
+        actions.hidden = true;
+      }
+    } catch (e) {
+      showError(meta, e.message);
+    }
+  }
+
   byId('details-edit').addEventListener('click', () => onEdit(product));
   byId('details-delete').addEventListener('click', () => {
     error.textContent = '';
@@ -96,6 +113,11 @@ export function createDetails({ onEdit, onDeleted }) {
 
   return {
     open,
+    /** Another client changed a product: the open one is read again if it is that one. */
+    changed({ id, version }) {
+      if (!dialog.open || product?.id !== id || product.version >= version) return;
+      refresh(id);
+    },
     /** Shows a newer copy of the open product (after an edit). */
     update(next) {
       if (!dialog.open || product?.id !== next.id) return;

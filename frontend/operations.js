@@ -100,3 +100,9 @@ export const RESET_CACHE_STATS = `
 mutation ResetCacheStats {
   resetCacheStats { hits }
 }`;
+
+// Sent over the WebSocket (live.js), not by api.js.
+export const PRODUCT_CHANGED = `
+subscription ProductChanged {
+  productChanged { kind id version }
+}`;

@@ -46,6 +46,10 @@ pub struct Shared {
     pub responses: ResponseCache,
     /// Persisted query documents (APQ) by hash.
     pub documents: crate::cache::documents::Documents,
+    /// The schema WebSocket connections run on (`graphql::build_live_schema`).
+    pub live_schema: AppSchema,
+    /// WebSocket bounds of this instance.
+    pub live: crate::graphql::transport::ws::Hub,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,7 +99,9 @@ impl Application {
             config.db_timeout,
         );
         let catalog = Catalog::with_read_bound(db, Arc::new(cache), reads);
+        catalog.spawn_change_relay();
         if catalog.cache().backend() == "redis" {
+            catalog.cache().feed.wait_up(Duration::from_secs(2)).await;
             catalog.spawn_outbox_replayer();
             catalog.spawn_history_checker();
             // Reads use Redis only once its history is checked: wait for that too, so
@@ -111,11 +117,13 @@ impl Application {
             Some(t) => t.clone(),
             None => generate_token(),
         };
-        let schema = graphql::build_schema(&QueryLimits {
+        let limits = QueryLimits {
             introspection: config.introspection,
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,
-        });
+        };
+        let schema = graphql::build_schema(&limits);
+        let live_schema = graphql::build_live_schema(&limits);
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .map_err(|source| StartupError::Bind {
@@ -125,6 +133,8 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             responses: ResponseCache::new(config.response_cache_bytes),
             documents: crate::cache::documents::Documents::new(config.persisted_limits),
+            live_schema,
+            live: crate::graphql::transport::ws::Hub::new(config.subscriptions.clone()),
             catalog,
             schema,
             config,
@@ -198,7 +208,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let cors = cors_layer(&state.config.cors_allow_origins);
     Router::new()
-        .route("/graphql", get(graphql::transport::get).post(graphql::transport::post))
+        .route("/graphql", get(graphql::transport::ws::get_or_upgrade).post(graphql::transport::post))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(crate::metrics::render))

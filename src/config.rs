@@ -95,12 +95,33 @@ pub struct Config {
     pub persisted_queries: bool,
     /// The TTL and bounds of registered persisted query documents.
     pub persisted_limits: crate::cache::documents::Limits,
+    /// WebSocket subscriptions: connections, per-connection and unfiltered limits,
+    /// timeouts (`SUBSCRIPTION_*`).
+    pub subscriptions: SubscriptionLimits,
     /// Deepest selection a query may have.
     pub max_depth: usize,
     /// Highest complexity a query may have (every field 1, list fields times `first`).
     pub max_complexity: usize,
     /// Origins allowed to call the API from a browser; empty = CORS off.
     pub cors_allow_origins: Vec<String>,
+}
+
+/// The bounds of WebSocket subscriptions (see the README's "Subscriptions").
+#[derive(Clone, Debug)]
+pub struct SubscriptionLimits {
+    /// WebSocket connections this instance serves at once; beyond, 503 on the upgrade.
+    pub max_connections: usize,
+    /// Subscriptions one connection may hold at once.
+    pub max_per_connection: usize,
+    /// `productChanged` subscriptions without an id on this instance (each costs work
+    /// for every change of every product).
+    pub max_unfiltered: usize,
+    /// How long a connection may take to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How often the server pings; a connection silent for two of these is closed.
+    pub keepalive: Duration,
+    /// How long sending one message may wait on a client that does not read.
+    pub send_timeout: Duration,
 }
 
 /// A setting that could not be parsed; names the variable.
@@ -170,9 +191,35 @@ impl Config {
             response_cache_bytes: parse(&get, "RESPONSE_CACHE_MAX_BYTES", 64 * 1024 * 1024)?,
             persisted_queries: parse(&get, "PERSISTED_QUERIES", true)?,
             persisted_limits: crate::cache::documents::Limits {
-                ttl: Duration::from_secs(parse(&get, "PERSISTED_QUERY_TTL_SECS", 86_400)?.max(1)),
+                ttl: match parse(&get, "PERSISTED_QUERY_TTL_SECS", 86_400u64)? {
+                    t @ 1..=31_536_000 => Duration::from_secs(t),
+                    t => {
+                        return Err(ConfigError {
+                            name: "PERSISTED_QUERY_TTL_SECS",
+                            reason: format!("{t} is outside 1..=31536000 (a year)"),
+                        });
+                    }
+                },
                 max_count: parse(&get, "PERSISTED_QUERY_MAX_COUNT", 10_000)?,
                 max_bytes: parse(&get, "PERSISTED_QUERY_MAX_BYTES", 16 * 1024 * 1024)?,
+            },
+            subscriptions: SubscriptionLimits {
+                max_connections: parse(&get, "SUBSCRIPTION_MAX_CONNECTIONS", 1_000)?,
+                max_per_connection: parse(&get, "SUBSCRIPTION_MAX_PER_CONNECTION", 20)?,
+                max_unfiltered: parse(&get, "SUBSCRIPTION_MAX_UNFILTERED", 500)?,
+                init_timeout: Duration::from_millis(parse(
+                    &get,
+                    "SUBSCRIPTION_INIT_TIMEOUT_MS",
+                    3_000,
+                )?),
+                keepalive: Duration::from_millis(
+                    parse(&get, "SUBSCRIPTION_KEEPALIVE_MS", 15_000u64)?.max(100),
+                ),
+                send_timeout: Duration::from_millis(parse(
+                    &get,
+                    "SUBSCRIPTION_SEND_TIMEOUT_MS",
+                    5_000,
+                )?),
             },
             max_depth: match parse(&get, "QUERY_MAX_DEPTH", 15)? {
                 d @ 1..=32 => d,
@@ -280,6 +327,7 @@ impl fmt::Debug for Config {
             .field("response_cache_bytes", &self.response_cache_bytes)
             .field("persisted_queries", &self.persisted_queries)
             .field("persisted_limits", &self.persisted_limits)
+            .field("subscriptions", &self.subscriptions)
             .field("max_depth", &self.max_depth)
             .field("max_complexity", &self.max_complexity)
             .field("cors_allow_origins", &self.cors_allow_origins)

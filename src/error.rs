@@ -47,10 +47,15 @@ pub enum ErrorCode {
     PersistedQueryNotSupported,
     /// A document sent with a `sha256Hash` that is not its SHA-256.
     PersistedQueryHashMismatch,
+    /// A browser origin that may not open a WebSocket here (CORS decides it for HTTP).
+    Forbidden,
+    /// A subscription cannot start, or ends, because changes cannot be delivered (the
+    /// change feed is not connected, or lost its connection: changes may be missed).
+    LiveUpdatesUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::BadUserInput,
         Self::NotFound,
         Self::Unauthenticated,
@@ -68,6 +73,8 @@ impl ErrorCode {
         Self::PersistedQueryNotFound,
         Self::PersistedQueryNotSupported,
         Self::PersistedQueryHashMismatch,
+        Self::LiveUpdatesUnavailable,
+        Self::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +96,8 @@ impl ErrorCode {
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             Self::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            Self::LiveUpdatesUnavailable => "LIVE_UPDATES_UNAVAILABLE",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -100,12 +109,14 @@ impl ErrorCode {
             Self::Timeout
             | Self::DatabaseUnavailable
             | Self::CacheUnavailable
-            | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::Overloaded
+            | Self::LiveUpdatesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound | Self::PersistedQueryNotFound => StatusCode::NOT_FOUND,
             Self::BadUserInput
@@ -278,6 +289,11 @@ impl ErrorExtensions for AppError {
             }
         })
     }
+}
+
+/// A GraphQL error with our `code` and a client-safe `message`.
+pub fn coded(code: ErrorCode, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
 }
 
 impl From<AppError> for async_graphql::Error {

@@ -240,6 +240,26 @@ pub fn shed() {
     counter!("http_requests_shed_total").increment(1);
 }
 
+/// A product change that could not be published (subscribers miss it).
+pub fn subscription_event_lost() {
+    counter!("subscription_events_lost_total").increment(1);
+}
+
+/// A WebSocket client dropped for not reading its messages or changes in time.
+pub fn subscription_dropped_slow() {
+    counter!("subscription_slow_consumers_total").increment(1);
+}
+
+/// A WebSocket upgrade refused by `SUBSCRIPTION_MAX_CONNECTIONS`.
+pub fn websocket_refused() {
+    counter!("websocket_connections_refused_total").increment(1);
+}
+
+/// `websocket_connections` or `subscriptions` open now, moved by `delta`.
+pub fn live_gauge(name: &'static str, delta: f64) {
+    gauge!(name).increment(delta);
+}
+
 /// A persisted query (APQ) handled: `found_local`, `found_shared`, `not_found`,
 /// `registered`, `known`, `refused_full`, `refused_unavailable`, `hash_mismatch`,
 /// `malformed`, `not_supported`.

@@ -20,6 +20,9 @@ use fred::prelude::KeysInterface;
 
 use super::{Cache, CacheError, redis::RedisStore};
 
+/// Bytes an entry of the local LRU is counted for beyond its text.
+const ENTRY_OVERHEAD: usize = 200;
+
 /// The bounds of the document store.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -67,7 +70,10 @@ impl Documents {
     pub fn new(limits: Limits) -> Self {
         let local = moka::sync::Cache::builder()
             .max_capacity(limits.max_bytes.max(1))
-            .weigher(|k: &Arc<str>, v: &Arc<str>| (k.len() + v.len()).min(u32::MAX as usize) as u32)
+            // What an entry costs beyond its bytes (the hash map's share, two Arcs).
+            .weigher(|k: &Arc<str>, v: &Arc<str>| {
+                (ENTRY_OVERHEAD + k.len() + v.len()).min(u32::MAX as usize) as u32
+            })
             .time_to_idle(limits.ttl.max(Duration::from_secs(1)))
             .build();
         Self {
@@ -108,6 +114,10 @@ impl Documents {
     /// Whatever the store says, this process keeps a copy to answer the hash from (it
     /// is right forever and bounded by the LRU).
     pub async fn register(&self, cache: &Cache, hash: &str, document: &str) -> Registration {
+        // 0 = no registrations at all (a group's share is otherwise at least 1).
+        if self.limits.max_count == 0 || self.limits.max_bytes == 0 {
+            return Registration::Full;
+        }
         match cache
             .register_shared_document(hash, document, self.limits)
             .await

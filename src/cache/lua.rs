@@ -89,7 +89,7 @@ return redis.call('GET', KEYS[1])
 /// KEYS[3]: their sizes and the `#total` (a hash). ARGV: hash, document, ttl ms, max
 /// count, max bytes. Forgets the entries that expired (at most 1000 per call) before it
 /// checks the bounds. Returns 1 stored, 2 known already, 0 refused (full). The registry
-/// keys live as long as their youngest document, so nothing here is kept forever.
+/// keys live as long as their longest-lived document, so nothing here is kept forever.
 pub const REGISTER_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,7 +123,12 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], size)
 redis.call('HINCRBY', KEYS[3], '#total', size - (old or 0))
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('PEXPIRE', KEYS[3], ttl)
+-- Only ever lengthened: an instance with a shorter TTL must not drop the registry
+-- before documents it lists.
+for i = 2, 3 do
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
 return 1
 "#;

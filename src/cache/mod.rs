@@ -12,9 +12,11 @@
 //! - `stamps`: what a request's answer depended on, and checking it later.
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
 //! - `documents`: persisted query documents (APQ), in Redis or in process, bounded.
+//! - `feed`: messages every instance hears (Redis pub/sub, or in process).
 pub mod documents;
 pub mod entry;
 mod epochs;
+pub mod feed;
 pub mod keys;
 mod lua;
 pub mod memory;
@@ -140,6 +142,8 @@ pub struct Cache {
     last_error_log: AtomicU64,
     /// Whether reads may use the shared store now (see `trust`).
     trust: trust::Trust,
+    /// Messages to every instance (product changes for subscriptions).
+    pub feed: feed::Feed,
 }
 
 impl Cache {
@@ -171,7 +175,14 @@ impl Cache {
             _ => Store::None,
         };
         let keys_groups = keys.groups();
+        let feed = match (&store, redis_url) {
+            (Store::Redis(_), Some(url)) => {
+                feed::Feed::redis(url, format!("{prefix}events"), timeout)?
+            }
+            _ => feed::Feed::local(),
+        };
         Ok(Self {
+            feed,
             store,
             keys,
             ttls,
@@ -561,6 +572,13 @@ impl Cache {
     /// Logs a cache error at most once a second: during an outage every request fails
     /// its cache call, and the log must stay readable.
     pub fn log_error(&self, e: &CacheError) {
+        self.log_once_a_second(
+            || tracing::warn!(error = %e, "cache unavailable; serving from the database"),
+        );
+    }
+
+    /// Runs `log` unless this cache logged something in the current second.
+    pub fn log_once_a_second(&self, log: impl FnOnce()) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -572,7 +590,7 @@ impl Cache {
                 .compare_exchange(last, now, Relaxed, Relaxed)
                 .is_ok()
         {
-            tracing::warn!(error = %e, "cache unavailable; serving from the database");
+            log();
         }
     }
 }

@@ -10,12 +10,14 @@
 //! - `lists`: which list counters a page reads and a write bumps.
 //! - `write`: create, update, delete in one transaction each.
 //! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
+//! - `events`: product changes published after delivery, relayed to subscribers.
 //! - `history`: detecting a Redis that came back with older data (checked in Postgres).
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
 //! - `batch`: concurrent item reads of different ids merged into one statement.
 //! - `validate`: input rules.
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
 pub mod batch;
+pub mod events;
 pub mod flight;
 pub mod history;
 pub mod hooks;
@@ -76,6 +78,8 @@ struct Inner {
     outbox_wake: tokio::sync::Notify,
     /// The bound on database reads (see `read_sql`).
     reads: ReadBound,
+    /// This instance's relay of product changes to its subscribers (`events`).
+    relay: events::Relay,
 }
 
 /// How many database reads run at once and how many may wait: a cache outage under load
@@ -142,6 +146,7 @@ impl Catalog {
                 outbox_replayed_seq: Default::default(),
                 outbox_wake: Default::default(),
                 reads,
+                relay: Default::default(),
             }),
         }
     }

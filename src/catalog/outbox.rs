@@ -207,6 +207,8 @@ impl Catalog {
                         // Harmless: the replayer sends it again and records it then.
                         tracing::warn!(error = %e, "could not record a delivered outbox row");
                     }
+                    // Delivered: subscribers that react by reading see the new value.
+                    self.publish(written).await;
                     return;
                 }
                 Err(_) if Instant::now() < deadline => {
@@ -431,8 +433,12 @@ impl Catalog {
             tracing::info!("delivered an outbox row without list counters: cleared the cache");
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        self.delivered(&ids, &history)
+        let recorded = self
+            .delivered(&ids, &history)
             .await
-            .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"))
+            .map_err(|e| tracing::warn!(error = %e, "recording replayed outbox rows failed"));
+        // Their changes go out now that they are delivered (late, but never before).
+        self.publish(&written).await;
+        recorded
     }
 }

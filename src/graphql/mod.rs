@@ -2,11 +2,12 @@
 //! It never speaks SQL or Redis; everything goes through `Catalog`.
 //!
 //! Layout:
-//! - `query`, `mutation`: root fields.
+//! - `query`, `mutation`, `subscription`: root fields.
 //! - `types`, `scalars`, `stats`: object, input and scalar types.
 //! - `performance`: the `cachePerformance` comparison.
 //! - `loaders`: per-request DataLoaders and `RequestContext`.
-//! - `transport`: POST/GET `/graphql` (negotiation, guards, answers, GraphiQL).
+//! - `transport`: POST/GET `/graphql` (negotiation, guards, answers, GraphiQL) and its
+//!   WebSocket upgrade (subscriptions).
 //! - `guard`: the fragment-expansion check that runs before async-graphql's.
 pub mod guard;
 pub mod loaders;
@@ -15,12 +16,13 @@ pub mod performance;
 pub mod query;
 pub mod scalars;
 pub mod stats;
+pub mod subscription;
 pub mod transport;
 pub mod types;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{SDLExportOptions, Schema};
 
-pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::SubscriptionRoot>;
 
 /// Limits on what one query may ask for.
 #[derive(Clone, Debug)]
@@ -41,17 +43,39 @@ impl Default for QueryLimits {
     }
 }
 
+/// The schema HTTP requests run on.
 pub fn build_schema(limits: &QueryLimits) -> AppSchema {
-    let mut builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(10)
-        .data(std::sync::Arc::new(performance::PerformanceGate::default()));
+    builder(limits).finish()
+}
+
+/// The same schema for WebSocket connections: every execution there (each change a
+/// subscription sends) gets fresh loaders (`subscription::FreshLoaders`). A schema of
+/// its own because an extension costs every field of every execution a boxed future,
+/// which HTTP requests (which bring their own loaders) should not pay.
+pub fn build_live_schema(limits: &QueryLimits) -> AppSchema {
+    builder(limits)
+        .extension(subscription::FreshLoaders)
+        .finish()
+}
+
+fn builder(
+    limits: &QueryLimits,
+) -> async_graphql::SchemaBuilder<query::Query, mutation::Mutation, subscription::SubscriptionRoot>
+{
+    let mut builder = Schema::build(
+        query::Query,
+        mutation::Mutation,
+        subscription::SubscriptionRoot,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(10)
+    .data(std::sync::Arc::new(performance::PerformanceGate::default()));
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
-    builder.finish()
+    builder
 }
 
 /// The schema as SDL, sorted, as checked in at `schema.graphql`.

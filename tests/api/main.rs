@@ -13,6 +13,7 @@ mod helpers;
 mod http;
 mod limits;
 mod lists;
+mod live;
 mod logs;
 mod measure;
 mod overload;

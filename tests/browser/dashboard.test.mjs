@@ -392,24 +392,63 @@ test('operations go as persisted queries: the text once per server, then the has
       const request = response.request();
       if (!request.url().endsWith('/graphql') || request.method() !== 'POST') return;
       const body = request.postDataJSON();
-      sent.push({ op: body.operationName, status: response.status(), text: 'query' in body, hash: body.extensions?.persistedQuery?.sha256Hash });
+      sent.push(
+        response.json().then((answer) => ({
+          op: body.operationName,
+          code: answer.errors?.[0]?.extensions?.code ?? 'ok',
+          text: 'query' in body,
+          hash: body.extensions?.persistedQuery?.sha256Hash,
+        })),
+      );
     });
     await page.goto(`${server.url}/`);
     await page.waitForSelector('#product-rows tr');
     await page.waitForSelector('#load-meta .source');
+    const answered = await Promise.all(sent);
     await context.close();
-    return sent;
+    return answered;
   };
   const first = await visit();
-  const page = (sent) => sent.filter((r) => r.op === 'ProductsPage').map(({ status, text }) => [status, text]);
+  const page = (sent) => sent.filter((r) => r.op === 'ProductsPage').map(({ code, text }) => [code, text]);
   // The first visit registers: the hash is unknown, the text follows with it.
-  assert.deepEqual(page(first), [[404, false], [200, true]], JSON.stringify(first));
+  assert.deepEqual(page(first), [['PERSISTED_QUERY_NOT_FOUND', false], ['ok', true]], JSON.stringify(first));
   assert.ok(first.every((r) => /^[0-9a-f]{64}$/.test(r.hash)), JSON.stringify(first));
   // A fresh page on the same server sends only hashes, each answered at once.
   const second = await visit();
-  assert.deepEqual(page(second), [[200, false]], JSON.stringify(second));
-  assert.ok(second.every((r) => !r.text && r.status === 200), JSON.stringify(second));
+  assert.deepEqual(page(second), [['ok', false]], JSON.stringify(second));
+  assert.ok(second.every((r) => !r.text && r.code === 'ok'), JSON.stringify(second));
   await server.stop();
+});
+
+test('live: a change made through the API shows up without a reload; a stopped server shows not live', async () => {
+  const server = await startLarder('live');
+  const { page, close } = await openDashboard({ server });
+  await page.waitForFunction(() => document.querySelector('#live-status').dataset.state === 'live');
+  assert.equal((await page.textContent('#live-status')).trim(), 'live');
+  const id = await page.getAttribute('#product-rows button[data-id]', 'data-id');
+  await page.click(`#product-rows button[data-id="${id}"]`);
+  await page.waitForFunction(() => document.querySelector('#details-dialog').open && document.querySelector('#details-fields dd'));
+  // Another client renames it (this page sends nothing).
+  const renamed = 'Aardvark mug, renamed elsewhere';
+  const response = await fetch(`${server.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${server.token}` },
+    body: JSON.stringify({
+      query: 'mutation($id: ID!, $name: String!) { updateProduct(id: $id, input: { name: $name }) { id } }',
+      variables: { id, name: renamed },
+    }),
+  });
+  assert.equal((await response.json()).errors, undefined);
+  await page.waitForFunction(
+    ([id, name]) => document.querySelector(`#product-rows button[data-id="${id}"]`)?.textContent === name,
+    [id, renamed],
+  );
+  await page.waitForFunction((name) => document.querySelector('#details-title').textContent === name, renamed);
+  // The server goes away: the page says it is not live any more.
+  await server.stop();
+  await page.waitForFunction(() => document.querySelector('#live-status').dataset.state !== 'live');
+  assert.match(await page.textContent('#live-status'), /not live/);
+  await close();
 });
 
 test('screenshot of the desktop dashboard (docs/dashboard.png)', async () => {

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     negotiate::Media,
-    persisted::Refused,
+    persisted::{self, Pending},
     respond::{self, Rejection},
     responses::{Key, Stored},
 };
@@ -45,9 +45,9 @@ pub async fn execute(
     request: async_graphql::Request,
     caller: Caller,
     key: Option<Key>,
-    refused: Option<Refused>,
+    pending: Option<Pending>,
 ) -> Response {
-    Box::pin(run(state, headers, request, caller, key, refused)).await
+    Box::pin(run(state, headers, request, caller, key, pending)).await
 }
 
 async fn run(
@@ -56,7 +56,7 @@ async fn run(
     mut request: async_graphql::Request,
     caller: Caller,
     key: Option<Key>,
-    refused: Option<Refused>,
+    pending: Option<Pending>,
 ) -> Response {
     let media = caller.media;
     let operation_type = match check_document(&mut request) {
@@ -84,10 +84,18 @@ async fn run(
         .into_response(media);
     };
     crate::metrics::graphql_operation(operation.as_deref(), response.errors.is_empty());
-    if let Some(refused) = refused {
+    // A persisted query's document is registered only once it has parsed, validated
+    // and run (the transport's own checks came first); a refusal is reported, and such
+    // an answer is not kept for replay (a replay would not report it).
+    let mut key = key;
+    if let Some(p) = pending
+        && !respond::is_request_error(&response)
+        && let Some(refused) = persisted::register(state, p).await
+    {
         response
             .extensions
             .insert("persistedQuery".into(), refused.extension());
+        key = None;
     }
     let is_get = caller.method == Method::Get;
     let data_json = response

@@ -59,8 +59,8 @@ pub async fn get(
         Ok(r) => r,
         Err(rejection) => return rejection.into_response(media),
     };
-    let refused = match persisted::resolve(&state, &mut request).await {
-        Ok(refused) => refused,
+    let pending = match persisted::resolve(&state, &mut request, media).await {
+        Ok(pending) => pending,
         Err(rejection) => return rejection.into_response(media),
     };
     if is_mutation(&mut request) {
@@ -70,8 +70,9 @@ pub async fn get(
         )
         .into_response(media);
     }
+    // A hash alone may be replayed now; a document to register runs.
     if persisted
-        && refused.is_none()
+        && pending.is_none()
         && let Some(k) = &key
         && let Some(resp) = responses::replay(&state, k, media, Method::Get).await
     {
@@ -82,9 +83,7 @@ pub async fn get(
         method: Method::Get,
         admin,
     };
-    // An answer that reports a refused registration is not stored for replay.
-    let key = key.filter(|_| refused.is_none());
-    execute(&state, &headers, request, caller, key, refused).await
+    execute(&state, &headers, request, caller, key, pending).await
 }
 
 /// The URL's parameters as a GraphQL request; `variables` and `extensions` must be

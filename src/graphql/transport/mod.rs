@@ -18,6 +18,7 @@
 //! - `responses`: the response cache (replay of repeated reads without execution).
 //! - `persisted`: automatic persisted queries (Apollo's APQ).
 //! - `playground`: the embedded GraphiQL page.
+//! - `ws`: the WebSocket upgrade of `GET /graphql` (subscriptions), with every guard.
 pub mod execute;
 pub mod get;
 pub mod negotiate;
@@ -26,6 +27,7 @@ pub mod playground;
 pub mod post;
 pub mod respond;
 pub mod responses;
+pub mod ws;
 
 pub use get::get;
 pub use post::post;

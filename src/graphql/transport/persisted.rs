@@ -9,16 +9,23 @@
 //! - A hash alone, unknown: `PERSISTED_QUERY_NOT_FOUND` (404); Apollo's clients then
 //!   send the document with its hash.
 //! - A document with its hash: the hash must be the document's SHA-256
-//!   (`PERSISTED_QUERY_HASH_MISMATCH`, 400, otherwise); the document is registered
-//!   (`cache::documents`) and the request runs. A refused registration (the store is at
-//!   its bounds, or unreachable) does not fail the request, whose client sent all it
-//!   needs: it runs, and the answer reports the refusal in `extensions.persistedQuery`.
+//!   (`PERSISTED_QUERY_HASH_MISMATCH` otherwise); the request runs, and once it has
+//!   passed every check (not a GET mutation, the document guards, parsing and
+//!   validation) the document is registered (`cache::documents`): junk never fills the
+//!   store. A refused registration (the store is at its bounds, or unreachable) does not
+//!   fail the request, whose client sent all it needs: the answer reports the refusal in
+//!   `extensions.persistedQuery`.
 //! - A version other than 1, or a malformed extension: `BAD_REQUEST`;
 //!   `PERSISTED_QUERIES=false`: `PERSISTED_QUERY_NOT_SUPPORTED` (clients stop hashing).
+//!
+//! Statuses as for document errors: 200 for legacy `application/json` (what Apollo
+//! Server answers, and what proxies and CDNs pass through untouched), 4xx for
+//! `application/graphql-response+json` (404 for an unknown hash, 400 otherwise);
+//! always `Cache-Control: no-store`.
 use async_graphql::Value;
 use sha2::{Digest, Sha256};
 
-use super::respond::Rejection;
+use super::{negotiate::Media, respond::Rejection};
 use crate::{
     app::AppState,
     cache::documents::{Lookup, Registration},
@@ -27,7 +34,10 @@ use crate::{
 
 /// Whether a raw request (a POST body, a GET query string) may carry a persisted
 /// query: such a request is resolved before its bytes are looked up in the response
-/// cache, since a registration must not be skipped by a replay.
+/// cache, since a registration must not be skipped by a replay. A byte match: a client
+/// that escapes the name (`persisted\u0051uery`, `%51`) is replayed unresolved, which
+/// is still the right answer (only queries are stored, and a hash names one document);
+/// only its registration is skipped then.
 pub fn mentions(raw: &[u8]) -> bool {
     memchr::memmem::find(raw, b"persistedQuery").is_some()
 }
@@ -65,27 +75,37 @@ impl Refused {
     }
 }
 
+/// A document sent with its hash, registered once the request has passed its checks.
+pub struct Pending {
+    hash: String,
+    document: String,
+}
+
 /// Resolves the request's persisted query, if it has one: fills in the document of a
-/// hash, or registers the document sent with one. `Ok(Some(_))`: the request runs, but
-/// its document was not registered.
+/// hash, or checks the hash of the document sent with one (`Some(Pending)`: register it
+/// with `register` once the request has passed every check).
 pub async fn resolve(
     state: &AppState,
     request: &mut async_graphql::Request,
-) -> Result<Option<Refused>, Rejection> {
+    media: Media,
+) -> Result<Option<Pending>, Rejection> {
     let Some(extension) = request.extensions.0.remove("persistedQuery") else {
         return Ok(None);
     };
     if !state.config.persisted_queries {
         count("not_supported");
-        return Err(Rejection::new(
+        return Err(rejection(
             ErrorCode::PersistedQueryNotSupported,
-            "PersistedQueryNotSupported",
+            "PersistedQueryNotSupported".into(),
+            media,
         ));
     }
-    let hash = read_hash(&extension).inspect_err(|_| count("malformed"))?;
-    let cache = state.catalog.cache();
+    let hash = read_hash(&extension).map_err(|message| {
+        count("malformed");
+        rejection(ErrorCode::BadRequest, message, media)
+    })?;
     if request.query.is_empty() {
-        return match state.documents.lookup(cache, &hash).await {
+        return match state.documents.lookup(state.catalog.cache(), &hash).await {
             Lookup::Found(document, local) => {
                 count(if local { "found_local" } else { "found_shared" });
                 request.query = document.to_string();
@@ -93,9 +113,10 @@ pub async fn resolve(
             }
             Lookup::Missing | Lookup::Unavailable => {
                 count("not_found");
-                Err(Rejection::new(
+                Err(rejection(
                     ErrorCode::PersistedQueryNotFound,
-                    "PersistedQueryNotFound",
+                    "PersistedQueryNotFound".into(),
+                    media,
                 ))
             }
         };
@@ -103,37 +124,61 @@ pub async fn resolve(
     let actual = sha256_hex(&request.query);
     if actual != hash {
         count("hash_mismatch");
-        return Err(Rejection::new(
+        return Err(rejection(
             ErrorCode::PersistedQueryHashMismatch,
             format!(
                 "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query (which is {actual})"
             ),
+            media,
         ));
     }
-    Ok(
-        match state.documents.register(cache, &hash, &request.query).await {
-            Registration::Stored => {
-                count("registered");
-                None
-            }
-            Registration::Known => {
-                count("known");
-                None
-            }
-            Registration::Full => {
-                count("refused_full");
+    Ok(Some(Pending {
+        hash,
+        document: request.query.clone(),
+    }))
+}
+
+/// Registers a checked document; `Some` when the store refused it.
+pub async fn register(state: &AppState, pending: Pending) -> Option<Refused> {
+    let cache = state.catalog.cache();
+    match state
+        .documents
+        .register(cache, &pending.hash, &pending.document)
+        .await
+    {
+        Registration::Stored => {
+            count("registered");
+            None
+        }
+        Registration::Known => {
+            count("known");
+            None
+        }
+        Registration::Full => {
+            count("refused_full");
+            // Counted, and logged at most once a second: anonymous clients can repeat it.
+            cache.log_once_a_second(|| {
                 tracing::warn!(
                     limits = ?state.documents.limits(),
                     "persisted query not registered: the store is at its bounds"
-                );
-                Some(Refused::Full)
-            }
-            Registration::Unavailable => {
-                count("refused_unavailable");
-                Some(Refused::Unavailable)
-            }
-        },
-    )
+                )
+            });
+            Some(Refused::Full)
+        }
+        Registration::Unavailable => {
+            count("refused_unavailable");
+            Some(Refused::Unavailable)
+        }
+    }
+}
+
+/// An APQ error with the status document errors get (see the module header).
+fn rejection(code: ErrorCode, message: String, media: Media) -> Rejection {
+    let mut r = Rejection::new(code, message);
+    if media == Media::Json {
+        r.status = Some(axum::http::StatusCode::OK);
+    }
+    r
 }
 
 /// The SHA-256 of a document, as APQ names it: 64 lowercase hexadecimal digits.
@@ -146,9 +191,10 @@ pub fn sha256_hex(document: &str) -> String {
     hex
 }
 
-/// `{"version": 1, "sha256Hash": "<64 hex digits>"}` -> the hash, lowercased.
-fn read_hash(extension: &Value) -> Result<String, Rejection> {
-    let bad = |message: String| Rejection::new(ErrorCode::BadRequest, message);
+/// `{"version": 1, "sha256Hash": "<64 hex digits>"}` -> the hash, lowercased; or what
+/// is wrong with it.
+fn read_hash(extension: &Value) -> Result<String, String> {
+    let bad = |message: String| message;
     let Value::Object(fields) = extension else {
         return Err(bad(
             "extensions.persistedQuery must be an object with version and sha256Hash".into(),
@@ -203,10 +249,9 @@ mod tests {
             format!(r#"{{"version":1,"sha256Hash":"{}"}}"#, "g".repeat(64)),
             "[1]".to_string(),
         ] {
-            let e = read_hash(&ext(&bad)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+            assert!(read_hash(&ext(&bad)).is_err(), "{bad}");
         }
         let v2 = read_hash(&ext(r#"{"version":2,"sha256Hash":"00"}"#)).unwrap_err();
-        assert!(v2.message.contains("version 2"), "{}", v2.message);
+        assert!(v2.contains("version 2"), "{v2}");
     }
 }

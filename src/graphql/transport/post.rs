@@ -47,20 +47,19 @@ pub async fn post(
         Ok(request) => request,
         Err(rejection) => return rejection.into_response(media),
     };
-    let refused = match persisted::resolve(&state, &mut request).await {
-        Ok(refused) => refused,
+    let pending = match persisted::resolve(&state, &mut request, media).await {
+        Ok(pending) => pending,
         Err(rejection) => return rejection.into_response(media),
     };
+    // A hash alone may be replayed now; a document to register runs.
     if persisted
-        && refused.is_none()
+        && pending.is_none()
         && let Some(k) = &key
         && let Some(resp) = responses::replay(&state, k, media, Method::Post).await
     {
         return resp;
     }
-    // An answer that reports a refused registration is not stored for replay.
-    let key = key.filter(|_| refused.is_none());
-    execute(&state, &headers, request, caller, key, refused).await
+    execute(&state, &headers, request, caller, key, pending).await
 }
 
 /// 406, answered as legacy JSON since the client accepts neither type.

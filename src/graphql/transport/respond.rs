@@ -73,11 +73,7 @@ pub fn executed(
     request_id: &str,
     data_json: Option<&str>,
 ) -> Response {
-    // A request error (parse or validation) fails before execution: no error has a path.
-    // The spec says `data` is then absent, and graphql-response+json says 400.
-    let request_error = response.data == Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
+    let request_error = is_request_error(&response);
     let status = if request_error && media == Media::GraphQLResponse {
         StatusCode::BAD_REQUEST
     } else {
@@ -103,6 +99,14 @@ pub fn executed(
         }
     };
     finish(status, body, media, tally, cache_control)
+}
+
+/// A request error (parse or validation) fails before execution: no error has a path.
+/// The spec says `data` is then absent, and graphql-response+json says 400.
+pub fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
 }
 
 /// A stored answer, replayed with this request's own `extensions.cache`.
@@ -183,7 +187,7 @@ pub fn http_cache_control(response: &async_graphql::Response, is_get: bool) -> H
 /// Gives every error a code. Ours carry one already; async-graphql's own get theirs
 /// from `ErrorCode::classify`; unexpected ones are masked (their text may name
 /// internals), logged, and tagged with the request id the log line carries.
-fn mask_errors(errors: &mut [ServerError], request_id: &str) {
+pub fn mask_errors(errors: &mut [ServerError], request_id: &str) {
     for e in errors {
         let ext = e.extensions.get_or_insert_with(Default::default);
         // Ours carry a registered code and a client-safe message (internal ones were

@@ -86,14 +86,21 @@ requests.addEventListener('request', ({ detail }) => {
 });
 
 // Changes made by others: the shown page and the open product follow them at once.
+// A load that starts after a change arrived already shows it (the change is sent only
+// once its invalidation was delivered), so one started meanwhile (this page's own write,
+// a search) makes the live reload unneeded.
 let pending = null;
+let countsStale = false;
 createLive({
   onChange(change) {
     details.changed(change);
+    countsStale ||= change.kind !== 'UPDATED';
+    const loads = list.loadsStarted();
     clearTimeout(pending);
     pending = setTimeout(() => {
-      list.reload();
-      if (change.kind !== 'UPDATED') loadCategories();
+      if (list.loadsStarted() === loads) list.reload();
+      if (countsStale) loadCategories();
+      countsStale = false;
     }, 100);
   },
   onGap: catalogChanged,

@@ -8,6 +8,7 @@ import { byId } from './dom.js';
 import { PRODUCT_CHANGED } from './operations.js';
 
 const RESUBSCRIBE_MS = 2000;
+const MAX_WAIT_MS = 30_000;
 
 /**
  * @param {{onChange: (change: {kind: string, id: string, version: number}) => void, onGap: () => void}} handlers
@@ -43,23 +44,43 @@ export function createLive({ onChange, onGap }) {
     },
   });
 
+  // Resubscribing after the server refused or ended a subscription waits longer each
+  // time it fails before anything arrived (2 s doubling to 30 s, with jitter), so a
+  // server at its limits is not hammered by every open tab.
+  let wait = RESUBSCRIBE_MS;
+  const again = () => {
+    setTimeout(subscribe, wait * (0.75 + Math.random() / 2));
+    wait = Math.min(wait * 2, MAX_WAIT_MS);
+  };
+
   function subscribe() {
+    let delivered = false;
+    let refusal = null;
     client.subscribe(
       { query: PRODUCT_CHANGED },
       {
         next: ({ data, errors }) => {
-          if (data?.productChanged) onChange(data.productChanged);
-          if (errors?.length) show('down', `not live: ${errors[0].message}`);
+          if (data?.productChanged) {
+            delivered = true;
+            wait = RESUBSCRIBE_MS;
+            onChange(data.productChanged);
+          }
+          if (errors?.length) {
+            refusal = errors[0];
+            show('down', `not live: ${errors[0].message}`);
+          }
         },
         error: () => {
           show('down', 'not live: reconnecting…');
-          setTimeout(subscribe, RESUBSCRIBE_MS);
+          again();
         },
         complete: () => {
-          // The server ends a subscription only when changes may have been missed.
-          show('down', 'not live: resubscribing…');
-          onGap();
-          setTimeout(subscribe, RESUBSCRIBE_MS);
+          // Ended by the server after it was running (changes may have been missed),
+          // not refused at the start: the page reads everything again.
+          const interrupted = /interrupted/.test(refusal?.message ?? '');
+          if (delivered || interrupted) onGap();
+          if (!refusal) show('down', 'not live: resubscribing…');
+          again();
         },
       },
     );

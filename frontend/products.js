@@ -138,6 +138,8 @@ export function createProductList({ onOpen }) {
     load: firstPage,
     /** Loads the shown page again (after a change). */
     reload: load,
+    /** How many loads have started so far: one started after a change already shows it. */
+    loadsStarted: () => sequence,
     /** Fills the category filter, keeping the chosen category. */
     setCategories(categories) {
       const chosen = categorySelect.value;

@@ -187,9 +187,18 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router)
+        // Stopping tells WebSocket connections too (1001): axum's graceful shutdown
+        // waits for HTTP requests, not for upgraded connections.
+        let state = self.state.clone();
+        let stop = async move {
+            stop.await;
+            state.live.begin_shutdown();
+        };
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(stop)
-            .await
+            .await;
+        self.state.live.closed(Duration::from_secs(1)).await;
+        served
     }
 }
 

@@ -25,19 +25,85 @@ use tokio::sync::broadcast;
 use super::CacheError;
 
 /// Messages a slow listener may fall behind before it misses some (`Lagged`).
-const BACKLOG: usize = 1024;
+const BACKLOG: usize = 4096;
 
-/// Subscribes `sub` to `channel` (retrying a while), then marks the feed up.
-async fn subscribe(sub: SubscriberClient, channel: String, up: Arc<AtomicBool>) {
-    for _ in 0..50 {
-        match sub.subscribe(channel.as_str()).await {
-            Ok(()) => {
-                up.store(true, SeqCst);
-                return;
+/// How often the subscriber connection is pinged: a half-open connection reports no
+/// error by itself, and would leave the feed silent.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// The subscriber's life, for as long as the feed exists: subscribes after every
+/// (re)connection, relays messages, and tells listeners `Lost` whenever messages may
+/// have been missed: an error or a reconnect of the connection, a ping it did not answer
+/// in time, or fred's own channel falling behind. The feed is up only while subscribed.
+async fn listen_to(
+    sub: SubscriberClient,
+    channel: String,
+    tx: broadcast::Sender<Heard>,
+    up: Arc<AtomicBool>,
+) {
+    use broadcast::error::RecvError;
+    let mut messages = sub.message_rx();
+    let mut errors = sub.error_rx();
+    let mut reconnects = sub.reconnect_rx();
+    let lost = |why: &str| {
+        if up.swap(false, SeqCst) {
+            let _ = tx.send(Heard::Lost);
+            tracing::warn!(
+                why,
+                "the change feed may have missed changes: live subscriptions end"
+            );
+        }
+    };
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if !up.load(SeqCst) && sub.is_connected() {
+            match tokio::time::timeout(PING_EVERY, sub.subscribe(channel.as_str())).await {
+                Ok(Ok(())) => {
+                    up.store(true, SeqCst);
+                    backoff = Duration::from_millis(50);
+                }
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "change feed: subscribe failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::select! {
+            m = messages.recv() => match m {
+                Ok(m) => {
+                    if let Some(text) = m.value.as_str() {
+                        let _ = tx.send(Heard::Message(text.as_ref().into()));
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    lost("fell behind the subscriber connection");
+                }
+                Err(RecvError::Closed) => {
+                    lost("the subscriber client closed");
+                    return;
+                }
+            },
+            e = errors.recv() => {
+                if !matches!(e, Err(RecvError::Closed)) {
+                    lost("the subscriber connection failed");
+                }
+            }
+            r = reconnects.recv() => {
+                if !matches!(r, Err(RecvError::Closed)) {
+                    // A reconnect means a gap, even without an error seen.
+                    lost("the subscriber connection reconnected");
+                }
+            }
+            _ = ping.tick() => {
+                if up.load(SeqCst) {
+                    let answered = tokio::time::timeout(PING_EVERY, sub.ping::<fred::types::Value>(None)).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        lost("the subscriber connection did not answer a ping");
+                        let _ = sub.force_reconnection().await;
+                    }
+                }
             }
         }
     }
@@ -85,60 +151,26 @@ impl Feed {
             .build()?;
         let subscriber = Builder::from_config(config)
             .set_policy(policy)
+            // fred's own event channels: a listener that falls this far behind misses
+            // messages (and is told so, see `listen_to`).
+            .with_performance_config(|p| p.broadcast_channel_capacity = BACKLOG)
             .build_subscriber_client()?;
         let (tx, _) = broadcast::channel(BACKLOG);
         let up = Arc::new(AtomicBool::new(false));
-        let channel_name = channel.clone();
-        {
-            let tx = tx.clone();
-            let _messages = subscriber.on_message(move |m: fred::types::Message| {
-                if let Some(text) = m.value.as_str() {
-                    let _ = tx.send(Heard::Message(text.as_ref().into()));
-                }
-                async { Ok(()) }
-            });
-        }
-        {
-            let (tx, up) = (tx.clone(), up.clone());
-            let _errors = subscriber.on_error(move |_| {
-                // Only a feed that was up can have lost messages since.
-                if up.swap(false, SeqCst) {
-                    let _ = tx.send(Heard::Lost);
-                    tracing::warn!(
-                        "the change feed lost its Redis connection: live subscriptions end"
-                    );
-                }
-                async { Ok(()) }
-            });
-        }
-        {
-            let (sub, up, tx) = (subscriber.clone(), up.clone(), tx.clone());
-            let _reconnects = subscriber.on_reconnect(move |_| {
-                let (sub, up, tx, channel) = (sub.clone(), up.clone(), tx.clone(), channel.clone());
-                // A reconnect means a gap, even if no error was seen: tell listeners.
-                if up.swap(false, SeqCst) {
-                    let _ = tx.send(Heard::Lost);
-                }
-                tokio::spawn(subscribe(sub, channel, up));
-                async { Ok(()) }
-            });
-        }
         let _connection = publisher.connect();
         let _subscription = subscriber.connect();
-        {
-            let (sub, channel, up) = (subscriber.clone(), channel_name.clone(), up.clone());
-            tokio::spawn(async move {
-                if sub.wait_for_connect().await.is_ok() {
-                    subscribe(sub, channel, up).await;
-                }
-            });
-        }
+        tokio::spawn(listen_to(
+            subscriber.clone(),
+            channel.clone(),
+            tx.clone(),
+            up.clone(),
+        ));
         Ok(Self {
             tx,
             redis: Some(RedisFeed {
                 publisher,
                 _subscriber: subscriber,
-                channel: channel_name,
+                channel,
                 up,
                 timeout,
             }),

@@ -5,12 +5,12 @@
 //! to its own subscribers as one shared `Change` per event: the product an event names
 //! is read once per instance (`Change::product`), however many subscribers it has.
 //!
-//! The guarantee: at most once per subscription; per product in `version` order (a
-//! subscription drops a version it has already passed, see `Seen`); and never silence
+//! The guarantee: at most once per subscription; per product in `version` order (the
+//! relay drops a version it has already passed, see `Seen`); and never silence
 //! after a loss: if the feed drops, every live subscription is told (`Live::Lost`). A
 //! publish that fails after its commit is lost: counted
 //! (`subscription_events_lost_total`) and logged.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use tokio::sync::{OnceCell, broadcast};
 
@@ -22,6 +22,13 @@ use crate::{
 
 /// Changes a slow subscriber may fall behind before it is dropped.
 const BACKLOG: usize = 256;
+
+/// Attempts to publish one change.
+const PUBLISH_TRIES: u32 = 3;
+
+/// Products whose highest relayed version an instance remembers (duplicates and late
+/// older changes of them are dropped once, here, for all its subscribers).
+const TRACKED: u64 = 100_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -119,27 +126,26 @@ pub enum Live {
     Lost,
 }
 
-/// Per subscription: the highest version delivered of each product, so a duplicate
-/// or an older change arriving late is dropped. Bounded: past `MAX_TRACKED` products
-/// it starts again (an old change of a product then gets through once).
-#[derive(Default)]
-pub struct Seen(HashMap<i32, i64>);
+/// The relay's memory: the highest version relayed of each product, so a duplicate or
+/// an older change arriving late is dropped once for every subscriber of the instance.
+/// Bounded by `TRACKED` products, the least recently changed forgotten first (a late
+/// duplicate of a product not changed for that long is all that could slip through).
+pub struct Seen(moka::sync::Cache<i32, i64>);
 
-const MAX_TRACKED: usize = 10_000;
+impl Default for Seen {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(TRACKED))
+    }
+}
 
 impl Seen {
-    /// Whether `event` is news for this subscription (and remembers it).
+    /// Whether `event` is news (and remembers it).
     pub fn is_new(&mut self, event: &Event) -> bool {
-        if self.0.len() >= MAX_TRACKED && !self.0.contains_key(&event.id) {
-            self.0.clear();
+        if self.0.get(&event.id).is_some_and(|v| v >= event.version) {
+            return false;
         }
-        match self.0.get(&event.id) {
-            Some(&v) if v >= event.version => false,
-            _ => {
-                self.0.insert(event.id, event.version);
-                true
-            }
-        }
+        self.0.insert(event.id, event.version);
+        true
     }
 }
 
@@ -170,15 +176,16 @@ impl Catalog {
     pub fn spawn_change_relay(&self) -> tokio::task::JoinHandle<()> {
         let catalog = self.clone();
         let mut heard = self.cache().feed.listen();
+        let mut seen = Seen::default();
         tokio::spawn(async move {
             loop {
                 let live = match heard.recv().await {
                     Ok(Heard::Message(text)) => match Event::decode(&text) {
-                        Some(event) => Live::Change(Arc::new(Change {
+                        Some(event) if seen.is_new(&event) => Live::Change(Arc::new(Change {
                             event,
                             product: OnceCell::new(),
                         })),
-                        None => continue,
+                        _ => continue,
                     },
                     // Missed messages here are missed by every subscriber.
                     Ok(Heard::Lost) | Err(broadcast::error::RecvError::Lagged(_)) => Live::Lost,
@@ -189,12 +196,19 @@ impl Catalog {
         })
     }
 
-    /// Publishes the changes of delivered writes (see the module header).
+    /// Publishes the changes of delivered writes (see the module header), each tried a
+    /// few times (a command timeout is not a lost Redis).
     pub(super) async fn publish(&self, written: &[Written]) {
         for event in written.iter().filter_map(Event::of) {
-            if let Err(e) = self.cache().feed.publish(event.encode()).await {
-                crate::metrics::subscription_event_lost();
-                tracing::warn!(error = %e, product = event.id, "a product change was not published; subscribers miss it");
+            let mut tries = 0;
+            while let Err(e) = self.cache().feed.publish(event.encode()).await {
+                tries += 1;
+                if tries == PUBLISH_TRIES {
+                    crate::metrics::subscription_event_lost();
+                    tracing::warn!(error = %e, product = event.id, "a product change was not published; subscribers miss it");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     catalog::{
         Catalog,
-        events::{Change, ChangeKind, Live, Seen},
+        events::{Change, ChangeKind, Live},
     },
     error::{ErrorCode, coded},
 };
@@ -35,32 +35,36 @@ pub struct Connection {
     pub control: Arc<Control>,
 }
 
-/// Asks the connection's loop to close the socket with a code and a reason.
-#[derive(Default)]
+/// Asks the connection's loop to close the socket with a code and a reason (the first
+/// asked wins); every waiter sees it (a `watch`, not a `Notify` that wakes one).
 pub struct Control {
-    reason: std::sync::Mutex<Option<(u16, String)>>,
-    notify: tokio::sync::Notify,
+    reason: tokio::sync::watch::Sender<Option<(u16, String)>>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            reason: tokio::sync::watch::Sender::new(None),
+        }
+    }
 }
 
 impl Control {
     pub fn close(&self, code: u16, reason: String) {
-        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        r.get_or_insert((code, reason));
-        self.notify.notify_one();
+        self.reason.send_if_modified(|r| {
+            let first = r.is_none();
+            r.get_or_insert((code, reason));
+            first
+        });
     }
 
     /// Resolves once `close` was called, with its code and reason.
     pub async fn closed(&self) -> (u16, String) {
-        loop {
-            if let Some(r) = self
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-            {
-                return r;
-            }
-            self.notify.notified().await;
+        let mut rx = self.reason.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or_default(),
+            // The sender lives in `self`: not reached while `self` is borrowed.
+            Err(_) => (1011, String::new()),
         }
     }
 }
@@ -148,7 +152,6 @@ impl SubscriptionRoot {
         let state = Listening {
             rx,
             only,
-            seen: Seen::default(),
             control: conn.control.clone(),
             _permit: permit,
             ended: false,
@@ -160,7 +163,6 @@ impl SubscriptionRoot {
 struct Listening {
     rx: tokio::sync::broadcast::Receiver<Live>,
     only: Option<i32>,
-    seen: Seen,
     control: Arc<Control>,
     /// Held while the subscription lives (unfiltered ones only).
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -176,7 +178,7 @@ async fn next_change(
     loop {
         match s.rx.recv().await {
             Ok(Live::Change(change)) => {
-                if s.only.is_some_and(|id| id != change.event.id) || !s.seen.is_new(&change.event) {
+                if s.only.is_some_and(|id| id != change.event.id) {
                     continue;
                 }
                 return Some((Ok(ProductChange(change)), s));
@@ -195,6 +197,9 @@ async fn next_change(
                     SLOW_CONSUMER,
                     format!("too slow: {missed} changes were not read in time; reconnect"),
                 );
+                // Not ended: a `complete` would tell the client the subscription is over,
+                // and it would not subscribe again after reconnecting. The close ends it.
+                std::future::pending::<()>().await;
                 return None;
             }
             Err(RecvError::Closed) => return None,

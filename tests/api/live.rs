@@ -45,7 +45,15 @@ fn upgrade_request(
     protocol: &str,
     headers: &[(&str, &str)],
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let url = format!("{}/graphql", app.base.replacen("http", "ws", 1));
+    upgrade_request_at(&app.base, protocol, headers)
+}
+
+fn upgrade_request_at(
+    base: &str,
+    protocol: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let url = format!("{}/graphql", base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().expect("a ws url");
     let h = request.headers_mut();
     h.insert(
@@ -61,8 +69,12 @@ fn upgrade_request(
 
 impl Ws {
     async fn open(app: &TestApp, protocol: &str) -> Self {
+        Self::open_at(&app.base, protocol).await
+    }
+
+    async fn open_at(base: &str, protocol: &str) -> Self {
         let (socket, response) =
-            tokio_tungstenite::connect_async(upgrade_request(app, protocol, &[]))
+            tokio_tungstenite::connect_async(upgrade_request_at(base, protocol, &[]))
                 .await
                 .expect("the upgrade is accepted");
         assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
@@ -71,7 +83,11 @@ impl Ws {
 
     /// Opened and initialised (`connection_ack` received).
     async fn ready(app: &TestApp) -> Self {
-        let mut ws = Self::open(app, "graphql-transport-ws").await;
+        Self::ready_at(&app.base).await
+    }
+
+    async fn ready_at(base: &str) -> Self {
+        let mut ws = Self::open_at(base, "graphql-transport-ws").await;
         ws.send(json!({ "type": "connection_init" })).await;
         assert_eq!(ws.next().await["type"], "connection_ack");
         ws
@@ -254,8 +270,16 @@ async fn queries_mutations_and_oversized_documents_are_refused_over_the_socket()
         "}".repeat(200)
     );
     let bomb = "subscription { productChanged { ...A } } fragment A on ProductChange { id ...B ...B ...B ...B ...B ...B ...B ...B ...B ...B } fragment B on ProductChange { ...C ...C ...C ...C ...C ...C ...C ...C ...C ...C } fragment C on ProductChange { ...D ...D ...D ...D ...D ...D ...D ...D ...D ...D } fragment D on ProductChange { ...E ...E ...E ...E ...E ...E ...E ...E ...E ...E } fragment E on ProductChange { kind id version kind id version kind id version kind }";
+    let two = "subscription { a: productChanged { id } b: productChanged { id } }";
+    let spread = "subscription { ...F } fragment F on Subscription { a: productChanged { id } b: productChanged { id } }";
     let cases = [
         ("{ __typename }", "BAD_REQUEST", "only subscriptions"),
+        (two, "GRAPHQL_VALIDATION_FAILED", "exactly one root field"),
+        (
+            spread,
+            "GRAPHQL_VALIDATION_FAILED",
+            "exactly one root field",
+        ),
         (
             "mutation { clearCache { cleared } }",
             "BAD_REQUEST",
@@ -428,10 +452,11 @@ async fn a_consumer_that_does_not_read_is_dropped_with_a_close_code() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Far more changes than socket buffers hold, while the client reads nothing, at
-    // the pace the relay keeps up with (it would report a loss otherwise).
+    // Far more changes than socket buffers hold (about 2,000 fill them here), while the
+    // client reads nothing, at the pace the relay keeps up with (it would report a loss
+    // otherwise).
     let feed = &app.catalog.cache().feed;
-    for n in 0..200_000u32 {
+    for n in 0..50_000u32 {
         feed.publish(format!("D:{}:2", 1_000_000 + n))
             .await
             .unwrap();
@@ -448,6 +473,8 @@ async fn a_consumer_that_does_not_read_is_dropped_with_a_close_code() {
             Some(Ok(Message::Text(t))) => {
                 read += 1;
                 assert!(!t.contains("errors"), "{t}");
+                // A `complete` would end it for good on the client: only the close may.
+                assert!(!t.contains("complete"), "{t}");
             }
             Some(Ok(_)) => {}
             other => panic!("after {read} messages: {other:?}"),
@@ -490,5 +517,68 @@ async fn a_lost_feed_ends_subscriptions_with_an_error_never_silence() {
     assert_eq!(
         m["errors"][0]["extensions"]["code"], "LIVE_UPDATES_UNAVAILABLE",
         "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_shuts_down_closes_its_sockets_with_1001() {
+    let settings = spawn_app(&Backend::Embedded).await.settings.clone();
+    let mut settings = settings;
+    settings.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
+    let config = larder::config::Config::from_lookup(|k| settings.get(k).cloned()).unwrap();
+    let app = larder::app::Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut ws = Ws::ready_at(&base).await;
+    ws.subscribe("all", CHANGES, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let (code, reason) = ws.closed(Duration::from_secs(5)).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1001, "the server is shutting down")
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_operation_logs_under_a_request_id_of_its_own_and_errors_are_masked() {
+    let app = spawn_app(&Backend::Embedded).await;
+    let id = created(&app, "Teapot", "Crockery").await;
+    let mut ws = Ws::ready(&app).await;
+    ws.subscribe("one", CHANGES, json!({ "id": id })).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The change's product cannot be read: an internal error, inside the operation.
+    app.break_products_table().await;
+    app.catalog
+        .cache()
+        .feed
+        .publish(format!("U:{id}:9"))
+        .await
+        .unwrap();
+    let m = ws.change("one").await;
+    let e = &m["errors"][0];
+    assert_eq!(e["extensions"]["code"], "INTERNAL_SERVER_ERROR", "{m}");
+    assert!(
+        !e["message"].as_str().unwrap().contains("products"),
+        "masked: {m}"
+    );
+    let request_id = e["extensions"]["requestId"]
+        .as_str()
+        .expect("a request id")
+        .to_string();
+    let lines = crate::logs::lines_with("internal error");
+    assert!(
+        lines
+            .iter()
+            .any(|l| crate::logs::request_id_of(l).as_deref() == Some(request_id.as_str())),
+        "a log line under {request_id}"
     );
 }

@@ -67,7 +67,7 @@ pub fn init(filter: &str) {
 }
 
 /// Captured log lines that mention `needle`.
-fn lines_with(needle: &str) -> Vec<String> {
+pub(crate) fn lines_with(needle: &str) -> Vec<String> {
     LINES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -78,7 +78,7 @@ fn lines_with(needle: &str) -> Vec<String> {
 }
 
 /// The request id a line was written under (from its `request` span).
-fn request_id_of(line: &str) -> Option<String> {
+pub(crate) fn request_id_of(line: &str) -> Option<String> {
     let v: Value = serde_json::from_str(line).ok()?;
     v["spans"]
         .as_array()?

@@ -29,7 +29,7 @@ use std::{
 use async_graphql::{
     Data, Executor, Request, Response,
     http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols},
-    parser::types::OperationType,
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
@@ -62,6 +62,9 @@ pub struct Hub {
     connections: Arc<Semaphore>,
     unfiltered: Arc<Semaphore>,
     limits: SubscriptionLimits,
+    /// Set at shutdown: every connection closes with 1001 (axum's graceful shutdown
+    /// does not wait for upgraded connections).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -70,6 +73,22 @@ impl Hub {
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             unfiltered: Arc::new(Semaphore::new(limits.max_unfiltered)),
             limits,
+            shutdown: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Closes every connection (1001).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits up to `limit` for every connection to be gone.
+    pub async fn closed(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.connections.available_permits() < self.limits.max_connections
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -214,6 +233,7 @@ async fn serve(
             async { Ok(Data::default()) }
         })
         .serve();
+    let mut shutdown = state.live.shutdown.subscribe();
     let write = async {
         let init_timeout = tokio::time::sleep(limits.init_timeout);
         tokio::pin!(init_timeout);
@@ -229,6 +249,12 @@ async fn serve(
         };
         let close = loop {
             tokio::select! {
+                // A close asked for goes first (before, say, a `complete` already queued).
+                biased;
+                closing = control.closed() => break Some(closing),
+                () = shutting_down(&mut shutdown) => {
+                    break Some((1001, "the server is shutting down".to_string()));
+                }
                 message = queued.next() => match message {
                     Some(Message::Close(frame)) => {
                         break frame.map(|f| (f.code, f.reason.to_string()));
@@ -255,7 +281,6 @@ async fn serve(
                         break slow("pings were");
                     }
                 }
-                closing = control.closed() => break Some(closing),
             }
         };
         match &close {
@@ -282,6 +307,13 @@ async fn serve(
         span,
     )
     .await;
+}
+
+/// Resolves once the server shuts down.
+async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sends one message within `limit`; `false` if the client did not take it in time or
@@ -331,6 +363,15 @@ impl Executor for LiveExecutor {
             if selected_operation(doc, name.as_deref()) != Some(OperationType::Subscription) {
                 return refused(only_subscriptions());
             }
+            // The spec's single-root-field rule, which async-graphql does not check: one
+            // operation with 500 aliased `productChanged` would hold 500 streams (and
+            // every unfiltered permit) as one subscription.
+            if root_fields(doc, name.as_deref()) != 1 {
+                return refused(error(
+                    ErrorCode::GraphqlValidationFailed,
+                    "a subscription must select exactly one root field",
+                ));
+            }
         }
         // A document that does not parse is left to async-graphql to report.
         if self.active.fetch_add(1, SeqCst) >= self.max {
@@ -360,6 +401,40 @@ impl Executor for LiveExecutor {
         }
         .boxed()
     }
+}
+
+/// How many root fields the selected operation has, fragments expanded (counting stops
+/// past 2, and at a nesting of fragments no valid document reaches).
+fn root_fields(doc: &ExecutableDocument, name: Option<&str>) -> usize {
+    fn count(doc: &ExecutableDocument, set: &SelectionSet, depth: usize, n: &mut usize) {
+        for item in &set.items {
+            if *n > 1 || depth > 32 {
+                *n = 2;
+                return;
+            }
+            match &item.node {
+                Selection::Field(_) => *n += 1,
+                Selection::InlineFragment(f) => {
+                    count(doc, &f.node.selection_set.node, depth + 1, n)
+                }
+                Selection::FragmentSpread(f) => {
+                    if let Some(def) = doc.fragments.get(&f.node.fragment_name.node) {
+                        count(doc, &def.node.selection_set.node, depth + 1, n);
+                    }
+                }
+            }
+        }
+    }
+    let mut operations = doc.operations.iter();
+    let operation = match name {
+        Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
+        None => operations.next(),
+    };
+    let mut n = 0;
+    if let Some((_, op)) = operation {
+        count(doc, &op.node.selection_set.node, 0, &mut n);
+    }
+    n
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {

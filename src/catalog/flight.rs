@@ -33,7 +33,10 @@ const LINGER: Duration = Duration::from_secs(1);
 /// A flight older than this is joined by the time rule only: a state seen that long ago
 /// might have come back (a tombstone outlives it by far, see `TOMBSTONE_FLOOR`).
 const SAME_STATE_MAX_AGE: Duration = Duration::from_secs(10);
-/// Past this many entries, expired flights are swept on insert.
+/// Past this many entries, expired flights are swept on insert; after a sweep, the
+/// next waits until the map has doubled (a sweep visits every entry: sweeping on every
+/// insert once this many flights are alive, as during a cache outage at thousands of
+/// reads a second, cost a third of the CPU).
 const SWEEP_AT: usize = 4_096;
 
 /// A digest of what a request saw of one key's cache state (with the epoch), or `None`
@@ -101,14 +104,23 @@ impl<K, V> Flight<K, V> {
 }
 
 pub struct Flights<K, V> {
-    map: Mutex<HashMap<K, Flight<K, V>>>,
+    map: Mutex<Map<K, V>>,
     next_id: AtomicU64,
+}
+
+struct Map<K, V> {
+    flights: HashMap<K, Flight<K, V>>,
+    /// The size at which the next sweep runs.
+    sweep_at: usize,
 }
 
 impl<K, V> Default for Flights<K, V> {
     fn default() -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Map {
+                flights: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
             next_id: AtomicU64::new(1),
         }
     }
@@ -135,7 +147,7 @@ where
             // A std Mutex: it is never held across an await.
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             for (key, seen) in keys {
-                match map.get(key) {
+                match map.flights.get(key) {
                     Some(f) if f.joinable(*seen, request_start, now) => {
                         if !joined_ids.contains(&f.id) {
                             joined_ids.push(f.id);
@@ -161,11 +173,12 @@ where
                 .boxed()
                 .shared();
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                if map.len() >= SWEEP_AT {
-                    map.retain(|_, f| !f.expired(now));
+                if map.flights.len() >= map.sweep_at {
+                    map.flights.retain(|_, f| !f.expired(now));
+                    map.sweep_at = (2 * map.flights.len()).max(SWEEP_AT);
                 }
                 for (key, seen) in led {
-                    map.insert(
+                    map.flights.insert(
                         key,
                         Flight {
                             id,

@@ -6,13 +6,15 @@
 //! - `entry`: the versioned entry format and the fill / invalidation rules.
 //! - `keys`: key names, spread over hash-tag groups (one per Redis Cluster slot).
 //! - `redis`, `memory`: the two stores (fred, moka); `none` is the absence of one;
-//!   `route` maps key groups to Redis nodes, `lua` holds the Redis scripts, `epochs`
-//!   keeps the per-group epoch copies at one value.
+//!   `route` maps key groups to Redis nodes, `combine` merges concurrent reads of a
+//!   node into one MGET, `lua` holds the Redis scripts, `epochs` keeps the per-group
+//!   epoch copies at one value.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
 //! - `documents`: persisted query documents (APQ), in Redis or in process, bounded.
 //! - `feed`: messages every instance hears (Redis pub/sub, or in process).
+mod combine;
 pub mod documents;
 pub mod entry;
 mod epochs;

@@ -51,6 +51,9 @@ pub struct RedisStore {
     pub(super) keys: Keys,
     pub(super) scripts: Scripts,
     pub(super) timeout: Duration,
+    /// Concurrent reads of each group, merged into one MGET (`combine`): per group, not
+    /// per node, since one command may touch one slot only.
+    reads: Vec<super::combine::Combiner>,
     /// How long a read waits on a connected node before it looks at whether the node is
     /// still answering anything (`CACHE_READ_BUDGET_MS`, see `timed_read`).
     read_budget: Duration,
@@ -144,6 +147,7 @@ impl RedisStore {
         ));
         Ok(Self {
             routes,
+            reads: (0..keys.groups()).map(|_| Default::default()).collect(),
             keys,
             scripts,
             timeout,
@@ -238,7 +242,7 @@ impl RedisStore {
             list.extend(positions[g].iter().map(|&i| names[i]));
             async move {
                 let node = self.node(g)?;
-                self.timed_read(&node, node.client.mget::<Vec<Option<String>>, _>(list))
+                self.timed_read(&node, self.reads[g].mget(&node.client, list))
                     .await
             }
         });

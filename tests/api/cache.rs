@@ -537,3 +537,47 @@ async fn a_fill_over_a_tombstone_keeps_the_tombstones_remaining_life() {
         "the filled value kept the tombstone's life: {after} ms"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_of_a_group_reach_redis_as_fewer_mgets() {
+    let Some(b) = crate::helpers::redis_backend("concurrent_reads_merge") else {
+        return;
+    };
+    let redis = crate::helpers::OwnRedis::start(crate::helpers::OwnRedis::free_port()).await;
+    let url = redis.url();
+    // No response cache: every request reads its product through the item cache.
+    let app = crate::helpers::spawn_app_with(
+        &b,
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("RESPONSE_CACHE_MAX_BYTES", "0"),
+        ],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..64 {
+        ids.push(app.create(&format!("P{i}"), "1.00", "C", 1).await);
+    }
+    for id in &ids {
+        app.product(id).await.ok();
+    }
+    crate::helpers::cli(redis.port, &["CONFIG", "RESETSTAT"]);
+    let reads = ids.iter().map(|id| app.product(id));
+    let answers = futures::future::join_all(reads).await;
+    for (r, id) in answers.iter().zip(&ids) {
+        assert_eq!(r.ok()["product"]["id"], id.as_str());
+        assert_eq!(r.sql(), 0, "a hit: {}", r.cache());
+    }
+    let stats = crate::helpers::cli(redis.port, &["INFO", "commandstats"]);
+    let mgets: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    eprintln!("64 concurrent hits: {mgets} MGETs");
+    assert!(
+        mgets > 0 && mgets < 64,
+        "{mgets} MGETs for 64 concurrent reads"
+    );
+}

@@ -222,28 +222,34 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(crate::metrics::render))
         .fallback(get(crate::web::asset))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            crate::overload::Gate::new(state.config.max_in_flight),
-            crate::overload::shed,
-        ))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        // One stack, outermost first, applied as one layer: each `Router::layer` call
+        // boxes the routes once more, and every box is cloned for every request (nine
+        // of them were 7-9% of the CPU at 2,000 connections, in allocation).
         .layer(
-            TraceLayer::new_for_http()
-                // At ERROR level, so the span (and with it the request id on every line
-                // logged inside it) exists under any filter that lets a warning through.
-                .make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::error_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                })
-                // One line per answered request, in its span (so with its request id).
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
+            tower::ServiceBuilder::new()
+                .layer(cors)
+                .layer(axum::middleware::from_fn(plain_request_id))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        // At ERROR level, so the span (and with it the request id on every line
+                        // logged inside it) exists under any filter that lets a warning through.
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                            tracing::error_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        })
+                        // One line per answered request, in its span (so with its request id).
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
+                .layer(axum::middleware::from_fn(crate::metrics::track_http))
+                .layer(axum::middleware::from_fn_with_state(
+                    crate::overload::Gate::new(state.config.max_in_flight),
+                    crate::overload::shed,
+                ))
+                .layer(DefaultBodyLimit::max(body_limit)),
         )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(axum::middleware::from_fn(plain_request_id))
-        .layer(cors)
         .with_state(state)
 }
 

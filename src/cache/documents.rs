@@ -146,7 +146,7 @@ impl Documents {
 /// for all, so registration order is expiry order).
 #[derive(Default)]
 struct Registry {
-    documents: HashMap<Box<str>, (Arc<str>, Instant)>,
+    documents: HashMap<Box<str>, Arc<str>>,
     expiries: VecDeque<(Instant, Box<str>)>,
     bytes: u64,
 }
@@ -154,7 +154,7 @@ struct Registry {
 impl Registry {
     fn get(&mut self, hash: &str, now: Instant) -> Option<Arc<str>> {
         self.expire(now);
-        self.documents.get(hash).map(|(doc, _)| doc.clone())
+        self.documents.get(hash).cloned()
     }
 
     fn register(
@@ -173,8 +173,7 @@ impl Registry {
             return Registration::Full;
         }
         let expires = now + limits.ttl;
-        self.documents
-            .insert(hash.into(), (document.into(), expires));
+        self.documents.insert(hash.into(), document.into());
         self.expiries.push_back((expires, hash.into()));
         self.bytes += size;
         Registration::Stored
@@ -187,7 +186,7 @@ impl Registry {
             let Some((_, hash)) = self.expiries.pop_front() else {
                 break;
             };
-            if let Some((doc, _)) = self.documents.remove(&hash) {
+            if let Some(doc) = self.documents.remove(&hash) {
                 self.bytes -= doc.len() as u64;
             }
         }

@@ -1,7 +1,7 @@
 //! Running one request: the document guards that must run before async-graphql sees
 //! it, per-request loaders, the request timeout, and storing the answer in the response
 //! cache when it may be replayed.
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, OperationType};
 use axum::{
     http::{HeaderMap, header},
     response::Response,
@@ -180,6 +180,14 @@ fn check_document(request: &mut async_graphql::Request) -> Result<Option<Operati
 
 /// The type of the operation a request runs: the one named, or the only one.
 pub fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    selected(doc, name).map(|op| op.ty)
+}
+
+/// The operation a request runs: the one named, or the only one.
+pub fn selected<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     let mut operations = doc.operations.iter();
     let selected = match name {
         Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
@@ -188,7 +196,7 @@ pub fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Optio
             _ => None,
         },
     };
-    selected.map(|(_, op)| op.node.ty)
+    selected.map(|(_, op)| &op.node)
 }
 
 /// Whether the request carries the admin bearer token (constant-time comparison).

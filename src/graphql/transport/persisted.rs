@@ -194,28 +194,25 @@ pub fn sha256_hex(document: &str) -> String {
 /// `{"version": 1, "sha256Hash": "<64 hex digits>"}` -> the hash, lowercased; or what
 /// is wrong with it.
 fn read_hash(extension: &Value) -> Result<String, String> {
-    let bad = |message: String| message;
     let Value::Object(fields) = extension else {
-        return Err(bad(
+        return Err(
             "extensions.persistedQuery must be an object with version and sha256Hash".into(),
-        ));
+        );
     };
     match fields.get("version") {
         Some(Value::Number(n)) if n.as_i64() == Some(1) => {}
         Some(other) => {
-            return Err(bad(format!(
+            return Err(format!(
                 "persisted query version {other} is not supported; larder supports version 1"
-            )));
+            ));
         }
-        None => return Err(bad("extensions.persistedQuery.version is missing".into())),
+        None => return Err("extensions.persistedQuery.version is missing".into()),
     }
     match fields.get("sha256Hash") {
         Some(Value::String(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(h.to_ascii_lowercase())
         }
-        _ => Err(bad(
-            "extensions.persistedQuery.sha256Hash must be 64 hexadecimal digits".into(),
-        )),
+        _ => Err("extensions.persistedQuery.sha256Hash must be 64 hexadecimal digits".into()),
     }
 }
 

@@ -425,14 +425,9 @@ fn root_fields(doc: &ExecutableDocument, name: Option<&str>) -> usize {
             }
         }
     }
-    let mut operations = doc.operations.iter();
-    let operation = match name {
-        Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
-        None => operations.next(),
-    };
     let mut n = 0;
-    if let Some((_, op)) = operation {
-        count(doc, &op.node.selection_set.node, 0, &mut n);
+    if let Some(op) = super::execute::selected(doc, name) {
+        count(doc, &op.selection_set.node, 0, &mut n);
     }
     n
 }

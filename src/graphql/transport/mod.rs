@@ -31,3 +31,45 @@ pub mod ws;
 
 pub use get::get;
 pub use post::post;
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::Bytes,
+        extract::{RawQuery, State},
+        http::HeaderMap,
+    };
+
+    use crate::{app::Application, config::Config};
+
+    /// Every request allocates its handler's future, and a replayed read moves it whole:
+    /// a rarely taken branch left unboxed (the persisted-query lookup was 21 KB, the
+    /// WebSocket upgrade 4 KB) makes every cached read carry its size.
+    #[tokio::test]
+    async fn handler_futures_stay_small() {
+        let db = std::env::temp_dir().join(format!("larder-sizes-{}.db", std::process::id()));
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let config = Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some(url.clone()),
+            "CACHE_BACKEND" => Some("memory".into()),
+            "BIND_ADDR" => Some("127.0.0.1:0".into()),
+            "SEED_DEMO" => Some("false".into()),
+            _ => None,
+        })
+        .expect("config");
+        let app = Application::build(config).await.expect("builds");
+        let state = app.state().clone();
+        let get = super::get(State(state.clone()), HeaderMap::new(), RawQuery(None));
+        let post = super::post(State(state.clone()), HeaderMap::new(), Ok(Bytes::new()));
+        let either = super::ws::get_or_upgrade(State(state), axum::extract::Request::default());
+        let sizes = [
+            std::mem::size_of_val(&get),
+            std::mem::size_of_val(&post),
+            std::mem::size_of_val(&either),
+        ];
+        drop((get, post, either));
+        drop(app);
+        let _ = std::fs::remove_file(&db);
+        assert!(sizes.iter().all(|&s| s <= 8 * 1024), "{sizes:?}");
+    }
+}

@@ -105,7 +105,10 @@ pub async fn resolve(
         rejection(ErrorCode::BadRequest, message, media)
     })?;
     if request.query.is_empty() {
-        return match state.documents.lookup(state.catalog.cache(), &hash).await {
+        // Boxed: the store's read is a large future (about 21 KB), and unboxed it would
+        // make every GET and POST handler future that large, replays included.
+        let lookup = Box::pin(state.documents.lookup(state.catalog.cache(), &hash));
+        return match lookup.await {
             Lookup::Found(document, local) => {
                 count(if local { "found_local" } else { "found_shared" });
                 request.query = document.to_string();

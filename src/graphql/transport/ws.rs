@@ -108,7 +108,8 @@ pub async fn get_or_upgrade(
         let raw = parts.uri.query().map(str::to_string);
         return super::get(State(state), parts.headers, RawQuery(raw)).await;
     }
-    upgrade(state, parts).await
+    // Boxed, so that a plain GET's future does not carry the upgrade's size.
+    Box::pin(upgrade(state, parts)).await
 }
 
 async fn upgrade(state: AppState, mut parts: Parts) -> HttpResponse {

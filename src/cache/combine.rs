@@ -122,6 +122,7 @@ impl Drop for Leading<'_> {
 fn canceled() -> fred::error::Error {
     fred::error::Error::new(fred::error::ErrorKind::Timeout, "merged read dropped")
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
     python3 bench/run.py --quick    # about 1 minute smoke run, short durations
     python3 bench/run.py --cluster  # the cached scenarios on single Redis and on a local
                                     # Redis Cluster (3 masters + 3 replicas), side by side
+    python3 bench/run.py --list-mix # only the list mix rounds (pages + stock updates)
 
 What it does (see bench/README.md for what each figure means):
 
@@ -79,6 +80,12 @@ MUTATION = 'mutation {{ updateProduct(id: "{id}", input: {{ stockQuantity: {stoc
 CROWDS = (256, 2000, 5000)
 # Requests/s of the list mix (pages 90%, stock updates 10%, by requests).
 LIST_MIX_RATE = 2000
+# The list mix's stock streams, both `updateProduct(stockQuantity)` of random products
+# (`stock_bodies`), each run for two rounds: "shop" as a shop writes stock (sales, and
+# now and then a restock), then "levels" (random levels, a restock wave at first).
+STOCK_STREAMS = ("shop", "levels")
+# Of the shop stream's writes, the share that restocks a sold-out product.
+RESTOCK_SHARE = 0.01
 
 FULL = dict(duration=15, warmup=3, connections=32, rate=3000, rate_duration=30, rate_connections=64,
             lone_requests=1000)
@@ -352,6 +359,7 @@ class Server:
             "db_refused": metric_sum(samples, "db_reads_refused_total"),
             "list_hits": metric_sum(samples, "cache_events_total", event="hit", kind="list"),
             "list_misses": metric_sum(samples, "cache_events_total", event="miss", kind="list"),
+            "list_bumps": metric_sum(samples, "cache_events_total", event="invalidation", kind="list"),
             "graphql_errors": metric_sum(samples, "graphql_operations_total", outcome="error"),
             "client_cpu": client_cpu(),
             "time": time.monotonic(),
@@ -490,6 +498,8 @@ def server_figures(before: dict, after: dict) -> dict:
         "list_hit_rate": (d["list_hits"] / (d["list_hits"] + d["list_misses"]))
         if d["list_hits"] + d["list_misses"] else None,
         "list_misses": int(d["list_misses"]),
+        # List counters bumped by writes (`catalog::lists::write_counters`).
+        "list_counters_bumped": int(d["list_bumps"]),
         # Requests refused at MAX_IN_FLIGHT (503 OVERLOADED), database reads refused by
         # the read bound (OVERLOADED): both should be 0 at the loads the bench drives.
         "shed": int(d["shed"]),
@@ -631,11 +641,13 @@ class Bench:
                 **server_figures(before, after)}
 
 
-    def list_mix(self, server: Server, label: str, db: str) -> dict:
+    def list_mix(self, server: Server, stream: str, rnd: int, db: str) -> dict:
         """Mixed list pages by POST (random page per request) at a fixed rate, with
         `updateProduct(stockQuantity)` of random products as 10% of the requests (two
-        fixed-rate oha processes, 9:1 by requests). Precise list invalidation keeps the
-        pages hits: only the rare stock change that flips `inStock` retires a page."""
+        fixed-rate oha processes, 9:1 by requests), the stock levels from `stream`.
+        Precise list invalidation keeps the pages hits: only a stock change that flips
+        `inStock` retires a page (its category's and the all-products `inStock` page),
+        so the round also counts the flips (list counters bumped, two per flip)."""
         rate = LIST_MIX_RATE
         z = ["-z", f"{self.s['duration']}s"]
         pages = list_mix_bodies(server, os.path.join(self.tmp, "list-mix.jsonl"))
@@ -646,37 +658,93 @@ class Bench:
         read_cmd = oha_cmd(self.oha, [*z, "-q", str(rate * 9 // 10), "-c", "16"],
                            ["-m", "POST", "-H", "content-type: application/json", "-Z", pages,
                             server.base + "/graphql"])
-        bodies = stock_bodies(os.path.join(self.tmp, f"stock-{label}.jsonl"))
+        label = f"list mix, {stream} stock #{rnd}"
+        bodies = stock_bodies(os.path.join(self.tmp, f"stock-{stream}-{rnd}.jsonl"), stream,
+                              stock_levels(db))
         write_cmd = oha_cmd(self.oha, [*z, "-q", str(rate // 10), "-c", "4"],
                             oha_mutation_args(server.base, bodies))
         before, reads, writes, after = self._together(server, read_cmd, write_cmd, label)
         r, w = summarize_oha(reads), summarize_oha(writes)
         total = r["requests"] + w["requests"]
         cache = server.env["CACHE_BACKEND"]
-        return {"id": f"list-mix/{cache}/{label.rsplit('#', 1)[-1]}", "name": label, "kind": "list-mix", "cache": cache,
+        figures = server_figures(before, after)
+        flips = figures["list_counters_bumped"] / 2
+        return {"id": f"list-mix/{cache}/{stream}/{rnd}", "name": label, "kind": "list-mix",
+                "cache": cache, "stream": stream,
                 "query": f"{pages} (one page per line)", "mutation": MUTATION,
                 "command": read_cmd, "write_command": write_cmd, "target_rps": rate,
                 "requests": total, "rps": (r["rps"] or 0) + (w["rps"] or 0),
                 "write_fraction": (w["requests"] / total) if total else None,
+                # A stock write bumps two list counters when it flips `inStock` (its
+                # category's and all products'), none otherwise.
+                "instock_flips": flips,
+                "flip_fraction": (flips / w["requests"]) if w["requests"] else None,
+                "list_misses_per_flip": (figures["list_misses"] / flips) if flips else None,
                 "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "p99_9_ms": r["p99_9_ms"],
                 "non_2xx": r["non_2xx"] + w["non_2xx"],
                 "error_count": r["error_count"] + w["error_count"],
                 "reads": r, "writes": w,
-                **server_figures(before, after)}
+                **figures}
+
+
+def list_mix_rounds(bench: "Bench", server: Server, db: str) -> list[dict]:
+    """Two rounds of the list mix for each stock stream."""
+    results = []
+    for stream in STOCK_STREAMS:
+        for rnd in (1, 2):
+            log(f"list mix, {stream} stock, round {rnd}: pages and 10% stock updates at "
+                f"{LIST_MIX_RATE} req/s ({bench.s['duration']} s)")
+            results.append(bench.list_mix(server, stream, rnd, db))
+    return results
+
+
+def print_list_mix(results: list[dict]) -> None:
+    for lm in (r for r in results if r["kind"] == "list-mix"):
+        print(f"{lm['name']}: writes were "
+              f"{fmt(lm['write_fraction'] * 100 if lm['write_fraction'] is not None else None)} % "
+              f"of {lm['requests']} requests, {fmt(lm['instock_flips'], '.0f')} of them flipped inStock "
+              f"({fmt(lm['flip_fraction'] * 100 if lm['flip_fraction'] is not None else None, '.1f')} %); "
+              f"list hit rate "
+              f"{fmt(lm['list_hit_rate'] * 100 if lm['list_hit_rate'] is not None else None, '.2f')} % "
+              f"({lm['list_misses']} list misses, "
+              f"{fmt(lm['list_misses_per_flip'], '.2f')} per flip)")
 
 
 # ---------------------------------------------------------------------------- checks
 
 
-def stock_bodies(path: str, n: int = 50_000) -> str:
-    """`n` stock updates of random products to random stock levels (0..499), one body
-    per line (oha picks a line per request), so a product's stock changes every time it
-    is written. Seeded from the file name: the same stream for each round on every run."""
+def stock_levels(db: str) -> dict[int, int]:
+    """Every product's stock now, by id."""
+    rows = psql("select id, stock_quantity from products", db=db).splitlines()
+    return {int(i): int(q) for i, q in (row.split("|") for row in rows)}
+
+
+def stock_bodies(path: str, stream: str, stock: dict[int, int], n: int = 50_000) -> str:
+    """`n` stock updates of random products, one body per line (oha picks a line per
+    request), with levels from the stock at the start of the round (`stock`):
+    - "shop": as a shop's stock moves. A write is a sale of a random in-stock product
+      (1 to 3 units off, so one with 3 or fewer left can sell out), or, with
+      RESTOCK_SHARE, a restock of a random sold-out product to 20..500.
+    - "levels": a random level 0..499 for a random product, whatever its stock: with
+      the seed's 10% of products sold out, about one write in ten restocks one at
+      first (a restock wave), and the share falls as they are restocked.
+    Seeded from the file name: the same stream for each round on every run (given the
+    same stock)."""
     rng = random.Random(os.path.basename(path))
+    ids = sorted(stock)
+    in_stock = [i for i in ids if stock[i] > 0]
+    sold_out = [i for i in ids if stock[i] == 0]
     with open(path, "w") as f:
         for _ in range(n):
-            query = MUTATION.format(id=rng.randrange(1, PRODUCTS + 1), stock=rng.randrange(500))
-            f.write(json.dumps({"query": query}) + "\n")
+            if stream == "levels":
+                pid, level = rng.choice(ids), rng.randrange(500)
+            elif sold_out and (rng.random() < RESTOCK_SHARE or not in_stock):
+                pid = rng.choice(sold_out)
+                level = rng.randrange(20, 501)
+            else:
+                pid = rng.choice(in_stock)
+                level = max(0, stock[pid] - rng.randrange(1, 4))
+            f.write(json.dumps({"query": MUTATION.format(id=pid, stock=level)}) + "\n")
     return path
 
 
@@ -791,6 +859,8 @@ def write_results(doc: dict, out_dir: str) -> str:
         stem += "-quick"
     if doc["settings"].get("cluster"):
         stem += "-cluster"
+    if doc["settings"].get("list_mix"):
+        stem += "-list-mix"
     path = os.path.join(out_dir, stem + ".json")
     n = 2
     while os.path.exists(path):
@@ -1036,6 +1106,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, help="requests/s of the fixed-rate run (3000)")
     ap.add_argument("--rate-duration", type=int, help="seconds of the fixed-rate run (30; quick 5)")
     ap.add_argument("--no-install", action="store_true", help="fail instead of installing oha")
+    ap.add_argument("--list-mix", action="store_true",
+                    help="only the list mix rounds (cache on, both stock streams): about a minute")
     ap.add_argument("--cluster", action="store_true",
                     help="only the cached read scenarios, on single Redis and on a local Redis Cluster")
     args = ap.parse_args()
@@ -1154,6 +1226,23 @@ def main() -> int:
         check_reads(server)
         check_random_urls(oha, server)
         prewarm_products(server)
+        if args.list_mix:
+            results = list_mix_rounds(bench, server, db)
+            server.stop()
+            server = None
+            settings["list_mix"] = True
+            doc["total_seconds"] = round(time.monotonic() - started, 1)
+            doc["results"] = results
+            print()
+            print(f"larder {doc['versions']['larder']} @ {doc['git']['short_sha']}"
+                  f"{' (dirty)' if doc['git']['dirty'] else ''}, {doc['machine']['cores']} cores "
+                  f"{doc['machine']['cpu_model']}; list mix only, {settings['duration']} s rounds")
+            print(table(results))
+            print_list_mix(results)
+            path = write_results(doc, args.out)
+            print(f"\nwrote {path} and {os.path.join(args.out, 'latest.json')} "
+                  f"({doc['total_seconds']} s in all)")
+            return 0
         log(f"closed loop: GET /health, the HTTP floor ({settings['duration']} s)")
         results.append(bench.closed(server, "health", "GET /health (floor)"))
         for scenario in READS:
@@ -1174,10 +1263,7 @@ def main() -> int:
             log(f"crowd: product at {conns} connections ({settings['duration']} s)")
             results.append(bench.crowd(server, conns))
         results.extend(redis_killed_runs(bench, binary, base_env, tmp))
-        for rnd in (1, 2):
-            log(f"list mix round {rnd}: pages and 10% stock updates at {LIST_MIX_RATE} req/s "
-                f"({settings['duration']} s)")
-            results.append(bench.list_mix(server, f"list mix 10% writes #{rnd}", db))
+        results.extend(list_mix_rounds(bench, server, db))
         doc["rss_mb_after_cached_runs"] = server.rss_mb()
         server.stop()
         server = None
@@ -1211,12 +1297,7 @@ def main() -> int:
         if mix["versions_bumped"] != mix["writes"]["status_codes"].get("200", 0):
             print(f"warning: {mix['writes']['status_codes'].get('200', 0)} updateProduct answers "
                   f"were 200 but {mix['versions_bumped']} versions were bumped")
-        for lm in (r for r in results if r["kind"] == "list-mix"):
-            print(f"{lm['name']}: writes were "
-                  f"{fmt(lm['write_fraction'] * 100 if lm['write_fraction'] is not None else None)} % "
-                  f"of {lm['requests']} requests; list hit rate "
-                  f"{fmt(lm['list_hit_rate'] * 100 if lm['list_hit_rate'] is not None else None, '.2f')} % "
-                  f"({lm['list_misses']} list misses)")
+        print_list_mix(results)
         for c in (r for r in results if r["kind"] == "crowd"):
             print(f"{c['name']}: {fmt(c['rps'], ',.0f')} req/s, p50 {fmt(c['p50_ms'], '.1f')} ms, "
                   f"{c['non_2xx'] + c['error_count'] + c['graphql_errors']} errors, {c['shed']} shed, "

@@ -1,7 +1,9 @@
 // The GraphQL client: POSTs an operation to /graphql, times it in the browser, and returns
 // the data with the server's cache report (extensions.cache) and the x-cache header.
 //
-// Mutations carry the admin token. Failures are thrown as ApiError with a `kind`:
+// Mutations carry the admin token, and so does the one query that needs it
+// (CachePerformance, which puts load on the database). Failures are thrown as ApiError
+// with a `kind`:
 //   network  the server could not be reached (fetch failed)
 //   auth     UNAUTHENTICATED: no token, or a wrong one
 //   input    BAD_USER_INPUT: `fields` maps each named field to its message
@@ -32,6 +34,9 @@ export class ApiError extends Error {
 }
 
 const OPERATION = /\b(query|mutation)\s+(\w+)/;
+
+// Queries that need the admin token.
+const ADMIN_QUERIES = new Set(['CachePerformance']);
 
 // The persisted query hash of each operation's text.
 const HASH_OF = new Map(Object.entries(operations).map(([name, text]) => [text, HASHES[name]]));
@@ -71,7 +76,8 @@ export async function request(operation, variables = {}, { background = false } 
   const [, type, operationName] = operation.match(OPERATION);
   const headers = { 'content-type': 'application/json', accept: 'application/json' };
   const token = getToken();
-  if (type === 'mutation' && token) headers.authorization = `Bearer ${token}`;
+  const admin = type === 'mutation' || ADMIN_QUERIES.has(operationName);
+  if (admin && token) headers.authorization = `Bearer ${token}`;
 
   const started = performance.now();
   const report = (detail) =>
@@ -88,7 +94,7 @@ export async function request(operation, variables = {}, { background = false } 
   const ms = performance.now() - started;
   const cache = body?.extensions?.cache ?? null;
   const xCache = response.headers.get('x-cache') ?? '';
-  const error = toError(response, body, type === 'mutation' && Boolean(token));
+  const error = toError(response, body, admin && Boolean(token));
   report({ ok: !error, kind: error?.kind, ms, source: cache?.source ?? '', xCache });
   if (error) throw error;
   return { data: body.data, cache, xCache, ms };
@@ -103,8 +109,8 @@ function toError(response, body, sentToken) {
   const code = errors[0].extensions?.code ?? null;
   if (errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED')) {
     const message = sentToken
-      ? 'The admin token was rejected: enter the one this server logged at start.'
-      : 'This change needs the admin token (the server logs it at start).';
+      ? 'The admin token was rejected: enter the one this server printed at start.'
+      : 'This needs the admin token (the server prints it at start).';
     return new ApiError('auth', message, { code: 'UNAUTHENTICATED' });
   }
   if (code === 'BAD_USER_INPUT') {

@@ -23,7 +23,7 @@ function showTokenState(message = null, rejected = false) {
   tokenInput.toggleAttribute('aria-invalid', rejected);
   tokenStatus.classList.toggle('bad', rejected);
   tokenStatus.textContent =
-    message ?? (getToken() ? 'Kept for this tab until it closes.' : 'Needed only for changes; the server logs it at start.');
+    message ?? (getToken() ? 'Kept for this tab until it closes.' : 'Needed for changes and the comparison; the server prints it at start.');
 }
 
 tokenInput.value = getToken();
@@ -77,7 +77,7 @@ requests.addEventListener('request', ({ detail }) => {
   byId('banner-offline').hidden = detail.kind !== 'network';
   if (detail.kind === 'auth') {
     const message = getToken()
-      ? 'Rejected by the server: check the token in its start-up log.'
+      ? 'Rejected by the server: check the token it printed at start.'
       : 'Enter the token to create, edit or delete products and to manage the cache.';
     showTokenState(message, true);
   } else if (detail.ok && detail.type === 'mutation') {

@@ -12,7 +12,7 @@ export function createTokenPrompt(container, idPrefix) {
   container.replaceChildren(
     el('label', { for: input.id }, 'Admin token'),
     input,
-    el('p', { class: 'hint' }, 'The server logs it at start (or reads ADMIN_TOKEN).'),
+    el('p', { class: 'hint' }, 'The server prints it at start (or reads ADMIN_TOKEN).'),
   );
 
   return {

@@ -1,5 +1,5 @@
 // The admin token: kept in sessionStorage for this tab's session, taken once from a
-// `?token=` link (the server logs one at start) and then removed from the address bar.
+// `#token=` link (the server prints one at start) and then removed from the address bar.
 // When storage is disabled the token lives in memory until the page is closed.
 const KEY = 'larder.adminToken';
 
@@ -34,12 +34,17 @@ export function onTokenChange(listener) {
   listeners.add(listener);
 }
 
-/** Moves a `?token=` parameter into storage and out of the URL (and the history entry). */
+/**
+ * Moves a `#token=` in the address's fragment (the link the server prints at start) into
+ * storage and out of the URL (and the history entry). The fragment is never sent to a
+ * server, nor in a `Referer`: a token in the query string would be. Other parts of the
+ * fragment (`#products&token=…`) stay.
+ */
 export function adoptTokenFromUrl() {
-  const url = new URL(window.location.href);
-  const token = url.searchParams.get('token');
-  if (token === null) return;
-  setToken(token);
-  url.searchParams.delete('token');
-  history.replaceState(history.state, '', url.pathname + url.search + url.hash);
+  const parts = window.location.hash.replace(/^#/, '').split('&').filter(Boolean);
+  const found = parts.find((p) => p.startsWith('token='));
+  if (found === undefined) return;
+  setToken(decodeURIComponent(found.slice('token='.length)));
+  const rest = parts.filter((p) => !p.startsWith('token=')).join('&');
+  history.replaceState(history.state, '', window.location.pathname + window.location.search + (rest ? `#${rest}` : ''));
 }

@@ -12,6 +12,7 @@ use axum::{
 use tokio::net::TcpListener;
 use tower_http::{
     LatencyUnit,
+    catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -50,6 +51,14 @@ pub struct Shared {
     pub live_schema: AppSchema,
     /// WebSocket bounds of this instance.
     pub live: crate::graphql::transport::ws::Hub,
+    /// The last database ping of `/ready` and when (a tokio Mutex: held across the
+    /// ping, so concurrent probes wait for one answer).
+    pub ready: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Persisted query registrations per client address (`PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE`).
+    pub registrations: crate::net::PerAddress,
+    /// Long documents run one at a time, on a thread of their own
+    /// (`graphql::transport::execute::heavy`).
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -83,6 +92,11 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         crate::metrics::handle();
+        crate::metrics::know_operations(
+            crate::web::dashboard_operations()
+                .into_iter()
+                .chain(config.metrics_operation_names.iter().cloned()),
+        );
         let db = db::connect(
             &config.database_url,
             config.db_max_connections,
@@ -97,7 +111,8 @@ impl Application {
             config.db_read_concurrency,
             config.db_read_queue,
             config.db_timeout,
-        );
+        )
+        .per_request(config.max_sql_per_request);
         let catalog = Catalog::with_read_bound(db, Arc::new(cache), reads);
         catalog.spawn_change_relay();
         if catalog.cache().backend() == "redis" {
@@ -133,6 +148,9 @@ impl Application {
             documents: crate::cache::documents::Documents::new(config.persisted_limits),
             live_schema,
             live: crate::graphql::transport::ws::Hub::new(config.subscriptions.clone()),
+            ready: Default::default(),
+            registrations: crate::net::PerAddress::new(config.persisted_registrations_per_minute),
+            heavy: Arc::new(tokio::sync::Semaphore::new(1)),
             catalog,
             schema,
             config,
@@ -172,29 +190,29 @@ impl Application {
             "larder listening"
         );
         if c.admin_token.is_none() {
+            // Printed once to the terminal, never into the log (logs travel to places a
+            // secret should not); links carry it in the fragment, which no browser sends
+            // to a server or in a `Referer`.
             tracing::warn!(
-                "ADMIN_TOKEN is not set; generated one for this run. Dashboard: http://{addr}/?token={}  GraphiQL: http://{addr}/graphql?token={}",
-                self.state.admin_token,
-                self.state.admin_token,
+                "ADMIN_TOKEN is not set: generated a token for this run and printed it to stderr (not logged)"
+            );
+            let token = &self.state.admin_token;
+            eprintln!(
+                "larder: ADMIN_TOKEN is not set; this run's admin token is {token}\n        dashboard: http://{addr}/#token={token}\n        GraphiQL:  http://{addr}/graphql#token={token}"
             );
         }
-        // No Nagle delay on answers: a response must not wait for the client's ACK of
-        // the previous one on a keep-alive connection.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        // Stopping tells WebSocket connections too (1001): axum's graceful shutdown
-        // waits for HTTP requests, not for upgraded connections.
+        // Stopping tells WebSocket connections too (1001): a graceful shutdown waits for
+        // HTTP requests, not for upgraded connections.
         let state = self.state.clone();
         let stop = async move {
             stop.await;
             state.live.begin_shutdown();
         };
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await;
+        let limits = crate::serve::Limits {
+            max_connections: c.max_connections,
+            header_timeout: c.header_timeout,
+        };
+        let served = crate::serve::serve(self.listener, self.router, limits, stop).await;
         self.state.live.closed(Duration::from_secs(1)).await;
         served
     }
@@ -259,6 +277,9 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // A panic anywhere below answers 500 with a code, logged in the request's
+                // span (so with its id), instead of a dropped connection.
+                .layer(CatchPanicLayer::custom(panicked))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout + Duration::from_millis(500)))
                 .layer(axum::middleware::from_fn(crate::metrics::track_http))
                 .layer(axum::middleware::from_fn_with_state(
@@ -296,8 +317,11 @@ async fn plain_request_id(
     next.run(req).await
 }
 
-/// CORS is off unless origins are listed: browsers then refuse cross-origin calls.
+/// CORS is off unless origins are listed: browsers then refuse cross-origin calls. `*`
+/// allows any origin (credentials are never allowed: the token travels in a header the
+/// page sets, not in a cookie).
 fn cors_layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer::util::Identity> {
+    let any = origins.iter().any(|o| o == "*");
     let allowed: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
@@ -305,9 +329,15 @@ fn cors_layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer
     if allowed.is_empty() {
         return tower::util::Either::Right(tower::layer::util::Identity::new());
     }
+    // tower-http panics on `*` inside a list: it is its own setting.
+    let origin = if any {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(allowed)
+    };
     tower::util::Either::Left(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(allowed))
+            .allow_origin(origin)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([
                 header::CONTENT_TYPE,
@@ -323,15 +353,46 @@ fn cors_layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer
     )
 }
 
+/// The answer to a request whose handling panicked (the panic is logged here, in the
+/// request's span).
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request panicked");
+    let body = serde_json::json!({ "errors": [{
+        "message": "internal error; the server log has the details under this request's id",
+        "extensions": { "code": crate::error::ErrorCode::InternalServerError.as_str() },
+    }] });
+    let mut r = (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// The process is alive.
 async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers; reports the cache (and whether reads trust it)
-/// without requiring it.
+/// without requiring it. The database is asked at most once a second (probes are never
+/// shed, so this must cost nothing however often it is called).
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let db_ok = state.catalog.db().ping().await.is_ok();
+    let db_ok = {
+        let mut last = state.ready.lock().await;
+        match *last {
+            Some((at, ok)) if at.elapsed() < Duration::from_secs(1) => ok,
+            _ => {
+                crate::metrics::ready_ping();
+                let ok = state.catalog.db().ping().await.is_ok();
+                *last = Some((std::time::Instant::now(), ok));
+                ok
+            }
+        }
+    };
     let cache = state.catalog.cache();
     let body = serde_json::json!({
         "status": if db_ok { "ready" } else { "unavailable" },

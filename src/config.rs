@@ -102,8 +102,27 @@ pub struct Config {
     pub max_depth: usize,
     /// Highest complexity a query may have (every field 1, list fields times `first`).
     pub max_complexity: usize,
-    /// Origins allowed to call the API from a browser; empty = CORS off.
+    /// Origins allowed to call the API from a browser; empty = CORS off; `*` = any.
     pub cors_allow_origins: Vec<String>,
+    /// SQL statements one request may cause (`QUERY_MAX_SQL_STATEMENTS`); beyond, its
+    /// reads fail with `QUERY_TOO_EXPENSIVE`.
+    pub max_sql_per_request: usize,
+    /// New cache keys per second this instance may create for what reads asked (list
+    /// pages, "no such id" markers): keys whose number is not bounded by the catalog.
+    pub cache_fill_budget: u32,
+    /// HTTP connections served at once; at the cap, the longest-idle one is closed to
+    /// admit a new one (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a
+    /// keep-alive connection may sit idle (`HTTP_HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// Persisted query registrations one client address may make per minute.
+    pub persisted_registrations_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// Operation names that become `/metrics` labels besides the dashboard's own
+    /// (`METRICS_OPERATION_NAMES`); every other name counts as `other`.
+    pub metrics_operation_names: Vec<String>,
 }
 
 /// The bounds of WebSocket subscriptions (see the README's "Subscriptions").
@@ -116,6 +135,8 @@ pub struct SubscriptionLimits {
     /// `productChanged` subscriptions without an id on this instance (each costs work
     /// for every change of every product).
     pub max_unfiltered: usize,
+    /// Of those, how many one connection may hold.
+    pub max_unfiltered_per_connection: usize,
     /// How long a connection may take to send `connection_init`.
     pub init_timeout: Duration,
     /// How often the server pings; a connection silent for two of these is closed.
@@ -207,6 +228,11 @@ impl Config {
                 max_connections: parse(&get, "SUBSCRIPTION_MAX_CONNECTIONS", 1_000)?,
                 max_per_connection: parse(&get, "SUBSCRIPTION_MAX_PER_CONNECTION", 20)?,
                 max_unfiltered: parse(&get, "SUBSCRIPTION_MAX_UNFILTERED", 500)?,
+                max_unfiltered_per_connection: parse(
+                    &get,
+                    "SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION",
+                    2,
+                )?,
                 init_timeout: Duration::from_millis(parse(
                     &get,
                     "SUBSCRIPTION_INIT_TIMEOUT_MS",
@@ -233,14 +259,44 @@ impl Config {
                 }
             },
             max_complexity: parse(&get, "QUERY_MAX_COMPLEXITY", 5_000)?,
-            cors_allow_origins: get("CORS_ALLOW_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect()
+            cors_allow_origins: list(get("CORS_ALLOW_ORIGINS")),
+            max_sql_per_request: match parse(&get, "QUERY_MAX_SQL_STATEMENTS", 50usize)? {
+                n @ 1..=10_000 => n,
+                n => {
+                    return Err(ConfigError {
+                        name: "QUERY_MAX_SQL_STATEMENTS",
+                        reason: format!("{n} is outside 1..=10000"),
+                    });
+                }
+            },
+            cache_fill_budget: parse(&get, "CACHE_FILL_BUDGET_PER_SEC", 50u32)?,
+            max_connections: match parse(&get, "MAX_CONNECTIONS", 10_000usize)? {
+                0 => {
+                    return Err(ConfigError {
+                        name: "MAX_CONNECTIONS",
+                        reason: "0 would admit no connection".into(),
+                    });
+                }
+                n => n,
+            },
+            header_timeout: Duration::from_millis(
+                parse(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000u64)?.max(100),
+            ),
+            persisted_registrations_per_minute: parse(
+                &get,
+                "PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE",
+                60u32,
+            )?,
+            trusted_proxies: list(get("TRUSTED_PROXIES"))
+                .iter()
+                .map(|c| {
+                    c.parse().map_err(|e: String| ConfigError {
+                        name: "TRUSTED_PROXIES",
+                        reason: e,
+                    })
                 })
-                .unwrap_or_default(),
+                .collect::<Result<_, _>>()?,
+            metrics_operation_names: list(get("METRICS_OPERATION_NAMES")),
             database_url,
             redis_url,
             cache_backend,
@@ -276,6 +332,17 @@ fn resolve_backend(
             "expected auto, redis, memory or none, got {other:?}"
         ))),
     }
+}
+
+/// A comma-separated list, items trimmed, empty ones dropped.
+fn list(raw: Option<String>) -> Vec<String> {
+    raw.map(|v| {
+        v.split(',')
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn parse<T: std::str::FromStr>(
@@ -331,20 +398,52 @@ impl fmt::Debug for Config {
             .field("max_depth", &self.max_depth)
             .field("max_complexity", &self.max_complexity)
             .field("cors_allow_origins", &self.cors_allow_origins)
+            .field("max_sql_per_request", &self.max_sql_per_request)
+            .field("cache_fill_budget", &self.cache_fill_budget)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field(
+                "persisted_registrations_per_minute",
+                &self.persisted_registrations_per_minute,
+            )
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_operation_names", &self.metrics_operation_names)
             .finish()
     }
 }
 
-/// `scheme://user:secret@host` -> `scheme://user:***@host`.
+/// Query parameters whose values are secrets (`?password=`, as libpq and sqlx read
+/// them, and the like).
+const SECRET_PARAMS: [&str; 6] = ["password", "pass", "pwd", "secret", "token", "sslpassword"];
+
+/// `scheme://user:secret@host/db?password=x` -> `scheme://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (head.find("://"), head.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &head[s + 3..at];
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+            format!("{}{}:***{}", &head[..s + 3], user, &head[at..])
         }
-        _ => url.to_string(),
+        _ => head.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => {
+                    format!("{k}=***")
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -403,5 +502,42 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("postgres://app:***@db/larder"));
+    }
+
+    #[test]
+    fn urls_are_redacted_in_their_credentials_and_secret_parameters() {
+        assert_eq!(
+            redact_url("postgres://db/larder?user=app&password=hunter2&sslmode=require"),
+            "postgres://db/larder?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db/x?PASSWORD=a&pass=b"),
+            "postgres://app:***@db/x?PASSWORD=***&pass=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://larder.db?mode=rwc"),
+            "sqlite://larder.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn new_bounds_are_read_and_checked() {
+        let c = config(&[
+            ("QUERY_MAX_SQL_STATEMENTS", "20"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("CORS_ALLOW_ORIGINS", "*"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_sql_per_request, 20);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.cors_allow_origins, ["*"]);
+        for (name, bad) in [
+            ("QUERY_MAX_SQL_STATEMENTS", "0"),
+            ("MAX_CONNECTIONS", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "not-an-address"),
+        ] {
+            assert_eq!(config(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
     }
 }

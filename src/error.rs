@@ -52,10 +52,13 @@ pub enum ErrorCode {
     /// A subscription cannot start, or ends, because changes cannot be delivered (the
     /// change feed is not connected, or lost its connection: changes may be missed).
     LiveUpdatesUnavailable,
+    /// The request would run more SQL statements than one request may
+    /// (`QUERY_MAX_SQL_STATEMENTS`): ask for fewer lists or ids at once.
+    QueryTooExpensive,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadUserInput,
         Self::NotFound,
         Self::Unauthenticated,
@@ -75,6 +78,7 @@ impl ErrorCode {
         Self::PersistedQueryHashMismatch,
         Self::LiveUpdatesUnavailable,
         Self::Forbidden,
+        Self::QueryTooExpensive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +102,7 @@ impl ErrorCode {
             Self::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
             Self::LiveUpdatesUnavailable => "LIVE_UPDATES_UNAVAILABLE",
             Self::Forbidden => "FORBIDDEN",
+            Self::QueryTooExpensive => "QUERY_TOO_EXPENSIVE",
         }
     }
 
@@ -122,6 +127,7 @@ impl ErrorCode {
             Self::BadUserInput
             | Self::GraphqlValidationFailed
             | Self::BadRequest
+            | Self::QueryTooExpensive
             | Self::PersistedQueryNotSupported
             | Self::PersistedQueryHashMismatch => StatusCode::BAD_REQUEST,
         }
@@ -176,6 +182,9 @@ pub enum AppError {
     /// Too many database reads already waiting (`DB_READ_QUEUE`), or none could start
     /// within `DB_TIMEOUT_MS`: the server is overloaded, the database is not down.
     Overloaded,
+    /// The request asked for more database work than one request may cause
+    /// (`QUERY_MAX_SQL_STATEMENTS`).
+    TooExpensive { limit: usize },
     /// The database failed; the text stays in the logs.
     Database(sea_orm::DbErr),
     /// Anything else that should not happen.
@@ -251,6 +260,7 @@ impl AppError {
             Self::Unavailable => ErrorCode::DatabaseUnavailable,
             Self::CacheUnavailable => ErrorCode::CacheUnavailable,
             Self::Overloaded => ErrorCode::Overloaded,
+            Self::TooExpensive { .. } => ErrorCode::QueryTooExpensive,
             Self::Database(_) | Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -270,6 +280,9 @@ impl AppError {
             Self::Unavailable => "the database is unavailable; try again shortly".into(),
             Self::CacheUnavailable => "the cache is unreachable; try again when it is back".into(),
             Self::Overloaded => "the server is overloaded; try again shortly".into(),
+            Self::TooExpensive { limit } => format!(
+                "this request needs more than {limit} database statements (the most one request may run); ask for fewer lists or ids at once"
+            ),
             Self::Database(_) | Self::Internal(_) => {
                 "internal error; the server log has the details under this request's id".into()
             }

@@ -4,6 +4,7 @@
 //! - `config`: every setting, read once from the environment.
 //! - `telemetry`: the tracing subscriber (compact or JSON).
 //! - `app`: `AppState`, router, start-up, graceful shutdown.
+//! - `serve`: the accept loop (header timeout, connection cap, client addresses).
 //! - `graphql`: schema, resolvers, per-request loaders, the HTTP handler.
 //! - `catalog`: the use-cases; every read and write of products goes through here.
 //! - `cache`: the versioned read-through cache (Redis via fred, or in-process moka).
@@ -13,6 +14,7 @@
 //! - `error`: `AppError` and its GraphQL `extensions.code`.
 //! - `metrics`: Prometheus metrics, served at `/metrics`.
 //! - `overload`: shedding beyond `MAX_IN_FLIGHT` requests at once.
+//! - `net`: who is asking (the client address behind trusted proxies), per-address limits.
 pub mod app;
 pub mod cache;
 pub mod catalog;
@@ -21,7 +23,9 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
+pub mod net;
 pub mod overload;
 pub mod seed;
+pub mod serve;
 pub mod telemetry;
 pub mod web;

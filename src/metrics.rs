@@ -2,11 +2,12 @@
 //! GraphQL operations by name and outcome, cache lookups / errors / fills /
 //! invalidations by entity kind and command latency, SQL statements and latency, the
 //! database pool, and build info. Every label has a bounded set of values: routes are
-//! matched paths, operation names are capped, no ids or query text ever become labels.
+//! matched paths, operation names are those the server knows (`know_operations`), no ids
+//! or query text ever become labels.
 use std::{
     cell::RefCell,
     collections::{HashMap, HashSet},
-    sync::{Mutex, OnceLock},
+    sync::OnceLock,
     time::Instant,
 };
 
@@ -26,8 +27,6 @@ const BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0,
 ];
-/// At most this many distinct GraphQL operation names become label values.
-const MAX_OPERATION_NAMES: usize = 100;
 
 /// Installs the process-wide recorder once (tests start several apps in one process).
 pub fn handle() -> &'static PrometheusHandle {
@@ -130,8 +129,29 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// A GraphQL operation finished: `name` is the client's operation name (capped to a
-/// bounded set, the rest counted as `other`), `outcome` is `ok` or `error`.
+/// The operation names `/metrics` may carry as labels: the dashboard's own and those
+/// the operator lists (`METRICS_OPERATION_NAMES`). Every other name a client sends counts
+/// as `other`, so no client can add label values. Process-wide (tests start several
+/// apps in one process): each app adds its names.
+pub fn know_operations(names: impl IntoIterator<Item = String>) {
+    KNOWN
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(names);
+}
+
+static KNOWN: std::sync::LazyLock<std::sync::RwLock<HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn is_known(name: &str) -> bool {
+    KNOWN
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(name)
+}
+
+/// A GraphQL operation finished: `name` is the client's operation name (a label only
+/// when known, see `know_operations`; otherwise `other`), `outcome` is `ok` or `error`.
 pub fn graphql_operation(name: Option<&str>, ok: bool) {
     let name = name.unwrap_or("anonymous");
     let done =
@@ -147,30 +167,19 @@ pub fn graphql_operation(name: Option<&str>, ok: bool) {
     if done {
         return;
     }
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let label = match name {
-        "anonymous" => "anonymous".to_string(),
-        n if n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-            let mut seen = SEEN
-                .get_or_init(Default::default)
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if seen.contains(n) || seen.len() < MAX_OPERATION_NAMES {
-                seen.insert(n.to_string());
-                n.to_string()
-            } else {
-                "other".to_string()
-            }
-        }
-        _ => "other".to_string(),
-    };
+        "anonymous" => "anonymous",
+        n if is_known(n) => n,
+        _ => "other",
+    }
+    .to_string();
     let outcome = if ok { "ok" } else { "error" };
     let c =
         counter!("graphql_operations_total", "operation" => label.clone(), "outcome" => outcome);
     c.increment(1);
-    // Only names that became labels of their own are remembered, so the map stays
-    // bounded (at most MAX_OPERATION_NAMES + 1 names per thread).
-    if label == name {
+    // Remembered per thread by label: at most the known names, `anonymous` and `other`
+    // (an unknown name is looked up again each time; it costs a lock, not a label).
+    if label == name || label == "other" {
         OPERATIONS.with_borrow_mut(|ops| ops.entry(label).or_default()[ok as usize] = Some(c));
     }
 }
@@ -215,6 +224,17 @@ pub fn cache_event(kind: &'static str, event: &'static str, n: u64) {
     }
 }
 
+/// A new page or "absent" marker not stored: the fill budget was spent
+/// (`CACHE_FILL_BUDGET_PER_SEC`).
+pub fn cache_fill_skipped(kind: &'static str) {
+    counter!("cache_fills_skipped_total", "kind" => kind).increment(1);
+}
+
+/// A connection closed to admit a new one at `MAX_CONNECTIONS`.
+pub fn connection_evicted() {
+    counter!("http_connections_evicted_total").increment(1);
+}
+
 /// A history check found the cache behind Postgres and retired every entry.
 pub fn history_repaired() {
     counter!("cache_history_repairs_total").increment(1);
@@ -233,6 +253,11 @@ pub fn cache_slow_read() {
 /// A database read refused by the read bound (`DB_READ_QUEUE`, or no slot in time).
 pub fn db_read_refused() {
     counter!("db_reads_refused_total").increment(1);
+}
+
+/// `/ready` asked the database (at most once a second, however often it is called).
+pub fn ready_ping() {
+    counter!("ready_database_pings_total").increment(1);
 }
 
 /// A request refused because `MAX_IN_FLIGHT` requests were already being served.
@@ -261,7 +286,7 @@ pub fn live_gauge(name: &'static str, delta: f64) {
 }
 
 /// A persisted query (APQ) handled: `found_local`, `found_shared`, `not_found`,
-/// `registered`, `known`, `refused_full`, `refused_unavailable`, `hash_mismatch`,
+/// `registered`, `known`, `refused_full`, `refused_unavailable`, `refused_rate`, `hash_mismatch`,
 /// `malformed`, `not_supported`.
 pub fn persisted_query(outcome: &'static str) {
     counter!("persisted_queries_total", "outcome" => outcome).increment(1);

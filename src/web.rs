@@ -1,6 +1,7 @@
 //! The files of `frontend/` (the dashboard, the GraphiQL page and its vendored
 //! libraries), embedded in the binary (rust-embed reads them from disk in debug builds,
-//! so edits show without a rebuild), served at `/`.
+//! so edits show without a rebuild), served at `/` with a strict CSP and
+//! `Referrer-Policy: no-referrer`.
 use axum::{
     http::{HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
@@ -44,6 +45,28 @@ fn csp(path: &str) -> &'static str {
     }
 }
 
+/// The names of the dashboard's own operations (`frontend/operations.js`): operations
+/// this server knows, which `/metrics` may name.
+pub fn dashboard_operations() -> Vec<String> {
+    let Some(file) = Assets::get("operations.js") else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&file.data);
+    let mut names = Vec::new();
+    for kind in ["query ", "mutation ", "subscription "] {
+        for part in text.split(kind).skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
 /// One embedded file by its path under `frontend/`, or 404.
 pub fn embedded(path: &str) -> Response {
     let Some(file) = Assets::get(path) else {
@@ -57,6 +80,11 @@ pub fn embedded(path: &str) -> Response {
     );
     // The files change with the binary: always revalidate.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Nothing a page loads learns the page's address (which may have carried a token).
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -68,4 +96,23 @@ pub fn embedded(path: &str) -> Response {
         );
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dashboards_operations_are_read_from_its_module() {
+        let names = super::dashboard_operations();
+        for expected in [
+            "ProductsPage",
+            "CacheStats",
+            "UpdateProduct",
+            "ProductChanged",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
+        }
+    }
 }

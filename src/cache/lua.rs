@@ -35,15 +35,16 @@ return accepted
 
 /// Tombstones after a commit, then the list counter bumps, then the history counter: the
 /// Lua twin of `entry::mark_allowed`. KEYS[1]: the history counter; then the item keys,
-/// then the counter keys. ARGV[1]: a random seed for a missing counter; ARGV[2]: how many
+/// then the counter keys. ARGV[1]: a random seed for a missing counter; ARGV[2]: a
+/// counter's TTL in ms (each bump renews it, see `cache::COUNTER_TTL`); ARGV[3]: how many
 /// item keys; then per item key: version, payload, ttl ms, gone (0/1). Tombstones first,
 /// so a reader that sees a counter's new value also sees the item's tombstone. Returns
 /// the history counter's new value, which the outbox row records in Postgres.
 pub const MARK_LUA: &str = r#"
-local items = tonumber(ARGV[2])
+local items = tonumber(ARGV[3])
 for i = 1, items do
   local key = KEYS[i + 1]
-  local base = 2 + 4 * (i - 1)
+  local base = 3 + 4 * (i - 1)
   local v = tonumber(ARGV[base + 1])
   local gone = ARGV[base + 4] == '1'
   local cur = redis.call('GET', key)
@@ -65,6 +66,7 @@ for i = items + 2, #KEYS do
     redis.call('SET', KEYS[i], ARGV[1])
   end
   redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
 return redis.call('INCR', KEYS[1])
 "#;

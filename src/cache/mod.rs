@@ -14,6 +14,8 @@
 //! - `trust`: whether reads may use the shared store now (degraded mode, history).
 //! - `documents`: persisted query documents (APQ), in Redis or in process, bounded.
 //! - `feed`: messages every instance hears (Redis pub/sub, or in process).
+//! - `budget`: how many new keys reads may create per second (pages, absent markers).
+pub mod budget;
 mod combine;
 pub mod documents;
 pub mod entry;
@@ -146,7 +148,18 @@ pub struct Cache {
     trust: trust::Trust,
     /// Messages to every instance (product changes for subscriptions).
     pub feed: feed::Feed,
+    /// New keys reads may create per second (see `budget`).
+    fill_budget: budget::FillBudget,
+    /// `INFO` as last read, and when: `cacheStats` asks Redis at most once a second
+    /// however many requests (or aliases) ask. A tokio Mutex: held across the read, so
+    /// concurrent askers wait for one answer.
+    info: tokio::sync::Mutex<Option<(std::time::Instant, Option<redis::RedisInfo>)>>,
 }
+
+/// How long a list counter lives without being bumped or seeded again. Expiry is safe:
+/// a counter that comes back is seeded with a fresh random value, which no stored page
+/// carries as its tag (a page tagged with the old value misses once).
+pub const COUNTER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Cache {
     /// A cache of `kind`; `read_budget` bounds a cache read's wait (`timeout` every
@@ -191,12 +204,14 @@ impl Cache {
             stats: CacheStats::default(),
             last_error_log: AtomicU64::new(0),
             trust: trust::Trust::new(keys_groups),
+            fill_budget: Default::default(),
+            info: Default::default(),
         })
     }
 
     /// The cache the settings ask for.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, CacheError> {
-        Self::new(
+        let mut cache = Self::new(
             config.cache_backend,
             config.redis_url.as_deref(),
             &config.cache_prefix,
@@ -205,7 +220,9 @@ impl Cache {
             config.cache_read_budget,
             Some((config.cache_wait_replicas, config.cache_wait_timeout)),
             config.cache_groups,
-        )
+        )?;
+        cache.fill_budget = budget::FillBudget::new(config.cache_fill_budget);
+        Ok(cache)
     }
 
     pub fn backend(&self) -> &'static str {
@@ -353,6 +370,8 @@ impl Cache {
         if skip != 0 {
             fills.retain(|f| skip & (1 << self.keys.group_of(&f.key)) == 0);
         }
+        // "No such id" markers are keys per id a stranger asks for: within the budget.
+        fills.retain(|f| f.version != 0 || self.fill_budget.take(kind.as_str()));
         if fills.is_empty() {
             return;
         }
@@ -433,13 +452,17 @@ impl Cache {
         }
     }
 
-    /// Stores list pages, one round trip. Not conditional: the counter tags inside each
-    /// page decide whether a later read may use it.
-    pub async fn put_lists(&self, mut pages: Vec<(String, String)>, tally: &RequestTally) {
+    /// Stores list pages (key, entry, whether the key held a page already), one round
+    /// trip. Not conditional: the counter tags inside each page decide whether a later
+    /// read may use it. A page under a new key takes a token of the fill budget.
+    pub async fn put_lists(&self, pages: Vec<(String, String, bool)>, tally: &RequestTally) {
         let skip = self.unusable_mask();
-        if skip != 0 {
-            pages.retain(|(k, _)| skip & (1 << self.keys.group_of(k)) == 0);
-        }
+        let pages: Vec<(String, String)> = pages
+            .into_iter()
+            .filter(|(k, _, _)| skip & (1 << self.keys.group_of(k)) == 0)
+            .filter(|(_, _, existed)| *existed || self.fill_budget.take(Kind::List.as_str()))
+            .map(|(k, v, _)| (k, v))
+            .collect();
         if pages.is_empty() {
             return;
         }
@@ -493,12 +516,21 @@ impl Cache {
         }
     }
 
-    /// Redis server facts, when the backend is Redis and it answers.
+    /// Redis server facts, when the backend is Redis and it answers; read from Redis at
+    /// most once a second (see `info`).
     pub async fn redis_info(&self) -> Option<redis::RedisInfo> {
-        match &self.store {
-            Store::Redis(r) => r.info().await.ok(),
-            _ => None,
+        let Store::Redis(r) = &self.store else {
+            return None;
+        };
+        let mut last = self.info.lock().await;
+        if let Some((at, info)) = &*last
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return info.clone();
         }
+        let info = r.info().await.ok();
+        *last = Some((std::time::Instant::now(), info.clone()));
+        info
     }
 
     /// The Redis client (of group 0's node), for tests that inspect keys and TTLs.

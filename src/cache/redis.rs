@@ -417,6 +417,7 @@ impl RedisStore {
                 keys.extend(bumps[g].iter().map(|c| (*c).clone()));
                 let mut args = vec![
                     rand::random_range(1u64..1 << 40).to_string(),
+                    super::COUNTER_TTL.as_millis().to_string(),
                     items[g].len().to_string(),
                 ];
                 for m in &items[g] {
@@ -484,15 +485,17 @@ impl RedisStore {
     }
 
     /// Gives each missing counter of `keys` a random start value (`SET NX`, so one that
-    /// exists is never moved back) and reads it again, each on its group's node.
+    /// exists is never moved back) with its TTL, and reads it again, each on its group's
+    /// node.
     pub async fn seed_counters(&self, keys: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
         let calls = keys.iter().map(|key| async move {
             let node = self.node(self.keys.group_of(key))?;
             let seed = rand::random_range(1u64..1 << 40);
             let seeded = async {
+                let ttl = Expiration::PX(super::COUNTER_TTL.as_millis() as i64);
                 let _: Option<String> = node
                     .client
-                    .set(key.as_str(), seed, None, Some(SetOptions::NX), false)
+                    .set(key.as_str(), seed, Some(ttl), Some(SetOptions::NX), false)
                     .await?;
                 node.client.get::<Option<String>, _>(key.as_str()).await
             };

@@ -171,6 +171,10 @@ pub struct RequestTally {
     pub round_trips: AtomicU64,
     /// SQL statements sent to the database.
     pub sql_statements: AtomicU64,
+    /// Statements this request's reads have claimed (`reserve_sql`), and the most they
+    /// may claim (0: no limit, for reads of the server's own).
+    sql_claimed: AtomicU64,
+    sql_limit: AtomicU64,
 }
 
 impl RequestTally {
@@ -188,6 +192,30 @@ impl RequestTally {
 
     pub fn sql(&self) {
         self.sql_statements.fetch_add(1, Relaxed);
+    }
+
+    /// A tally whose reads may claim at most `limit` SQL statements.
+    pub fn with_sql_limit(limit: usize) -> Self {
+        let t = Self::default();
+        t.sql_limit.store(limit as u64, Relaxed);
+        t
+    }
+
+    /// The most SQL statements this request may cause (0: no limit).
+    pub fn sql_limit(&self) -> usize {
+        self.sql_limit.load(Relaxed) as usize
+    }
+
+    /// Claims `n` statements before a read that may run them leads one; `false` (and
+    /// nothing claimed) when that would pass the request's limit.
+    pub fn reserve_sql(&self, n: usize) -> bool {
+        let limit = self.sql_limit.load(Relaxed);
+        let before = self.sql_claimed.fetch_add(n as u64, Relaxed);
+        if limit > 0 && before + n as u64 > limit {
+            self.sql_claimed.fetch_sub(n as u64, Relaxed);
+            return false;
+        }
+        true
     }
 
     pub fn hits(&self, kind: Kind) -> u64 {
@@ -283,5 +311,15 @@ mod tests {
             })
         );
         assert_eq!(t.to_json(), v);
+    }
+
+    #[test]
+    fn sql_claims_stop_at_the_limit_and_a_refused_claim_takes_nothing() {
+        let t = RequestTally::with_sql_limit(5);
+        assert!(t.reserve_sql(2) && t.reserve_sql(2));
+        assert!(!t.reserve_sql(2), "would be 6");
+        assert!(t.reserve_sql(1), "5 is allowed");
+        assert!(!t.reserve_sql(1));
+        assert!(RequestTally::default().reserve_sql(1_000_000), "no limit");
     }
 }

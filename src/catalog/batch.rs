@@ -9,7 +9,9 @@
 //!
 //! Freshness is unchanged: a statement runs after every id it reads was queued, hence
 //! after each waiter's flight began (`FlightClock::query_started`), which is all the
-//! single-flight join rule relies on.
+//! single-flight join rule relies on. A request dropped while it holds other waiters'
+//! ids (its client went away, or it timed out) drops their answer channels; they queue
+//! their ids again rather than fail.
 use std::{collections::HashMap, sync::Arc};
 
 use tokio::sync::oneshot;
@@ -69,11 +71,19 @@ impl Catalog {
     ) -> Answer<T> {
         let batcher = T::batcher(self);
         let (tx, mut rx) = oneshot::channel();
-        batcher.push(ids, tx);
+        batcher.push(ids.clone(), tx);
         loop {
             let slot = tokio::select! {
                 biased;
-                answer = &mut rx => return answer.unwrap_or(Err(LoadFailure::Internal)),
+                answer = &mut rx => match answer {
+                    Ok(answer) => return answer,
+                    // The request that took these ids was dropped before it answered (its
+                    // client went away): queue them again.
+                    Err(_) => {
+                        rx = requeue(batcher, &ids);
+                        continue;
+                    }
+                },
                 slot = self.read_slot() => slot,
             };
             let slot = match slot {
@@ -84,9 +94,16 @@ impl Catalog {
             };
             let waiters = batcher.take();
             if waiters.is_empty() {
-                // Another request took this one's ids and will answer.
+                // Another request took this one's ids and will answer (unless it is
+                // dropped first: then they are queued again).
                 drop(slot);
-                return rx.await.unwrap_or(Err(LoadFailure::Internal));
+                match (&mut rx).await {
+                    Ok(answer) => return answer,
+                    Err(_) => {
+                        rx = requeue(batcher, &ids);
+                        continue;
+                    }
+                }
             }
             let mut all: Vec<i32> = waiters
                 .iter()
@@ -117,6 +134,13 @@ impl Catalog {
             // This request's ids were in that statement, or are still queued: look again.
         }
     }
+}
+
+/// Queues `ids` again with a fresh answer channel.
+fn requeue<T>(batcher: &Batcher<T>, ids: &[i32]) -> oneshot::Receiver<Answer<T>> {
+    let (tx, rx) = oneshot::channel();
+    batcher.push(ids.to_vec(), tx);
+    rx
 }
 
 /// What a failed read of `T` means for its flights (logged once per statement).

@@ -28,6 +28,8 @@ use std::{
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
+use crate::error::AppError;
+
 /// How long a finished flight may still be joined.
 const LINGER: Duration = Duration::from_secs(1);
 /// A flight older than this is joined by the time rule only: a state seen that long ago
@@ -60,10 +62,27 @@ pub enum LoadFailure {
     Overloaded,
     /// Anything else.
     Internal,
+    /// This request may not lead another read (its SQL budget is spent); never shared,
+    /// since no flight is made for it.
+    TooExpensive,
 }
 
 /// A flight's outcome.
 pub type Outcome<K, V> = Result<Found<K, V>, LoadFailure>;
+
+impl LoadFailure {
+    /// What the request that waited for a read of `what` is told.
+    pub fn into_error(self, what: &str, tally: &crate::cache::RequestTally) -> AppError {
+        match self {
+            Self::Unavailable => AppError::Unavailable,
+            Self::Overloaded => AppError::Overloaded,
+            Self::TooExpensive => AppError::TooExpensive {
+                limit: tally.sql_limit(),
+            },
+            Self::Internal => AppError::Internal(format!("loading {what} failed")),
+        }
+    }
+}
 
 /// Marks kept by a flight as it runs.
 #[derive(Default)]
@@ -132,12 +151,14 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// Loads `keys` (each with what the request saw of it): joins the flights it may
-    /// join and leads one new flight, built by `lead`, for the rest.
+    /// join and leads one new flight, built by `lead`, for the rest. `lead` returns
+    /// `None` when the request may not lead one (its SQL budget is spent): then this
+    /// request fails alone with `TooExpensive`, and no flight is made.
     pub async fn load(
         &self,
         keys: &[(K, Seen)],
         request_start: Instant,
-        lead: impl FnOnce(Vec<K>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<K, V>>,
+        lead: impl FnOnce(Vec<K>, Arc<FlightClock>) -> Option<BoxFuture<'static, Outcome<K, V>>>,
     ) -> Outcome<K, V> {
         let now = Instant::now();
         let mut waits: Vec<Shared<BoxFuture<'static, Outcome<K, V>>>> = Vec::new();
@@ -159,7 +180,10 @@ where
             }
             if !led.is_empty() {
                 let clock = Arc::new(FlightClock::default());
-                let work = lead(led.iter().map(|(k, _)| k.clone()).collect(), clock.clone());
+                let Some(work) = lead(led.iter().map(|(k, _)| k.clone()).collect(), clock.clone())
+                else {
+                    return Err(LoadFailure::TooExpensive);
+                };
                 let marks = clock.clone();
                 let outcome = async move {
                     let outcome = work.await;
@@ -210,21 +234,25 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    type Lead =
-        Box<dyn FnOnce(Vec<i32>, Arc<FlightClock>) -> BoxFuture<'static, Outcome<i32, i32>> + Send>;
+    type Lead = Box<
+        dyn FnOnce(Vec<i32>, Arc<FlightClock>) -> Option<BoxFuture<'static, Outcome<i32, i32>>>
+            + Send,
+    >;
 
     fn leader(queries: Arc<AtomicUsize>, delay: Duration, fail: bool) -> Lead {
         Box::new(move |ids, clock| {
-            async move {
-                let _ = clock.query_started.set(Instant::now());
-                queries.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                if fail {
-                    return Err(LoadFailure::Unavailable);
+            Some(
+                async move {
+                    let _ = clock.query_started.set(Instant::now());
+                    queries.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    if fail {
+                        return Err(LoadFailure::Unavailable);
+                    }
+                    Ok(Arc::new(ids.into_iter().map(|i| (i, i * 10)).collect()))
                 }
-                Ok(Arc::new(ids.into_iter().map(|i| (i, i * 10)).collect()))
-            }
-            .boxed()
+                .boxed(),
+            )
         })
     }
 
@@ -295,5 +323,19 @@ mod tests {
         let later = flights.load(&[(7, Some(1))], Instant::now(), lead).await;
         assert_eq!(later.unwrap().get(&7), Some(&70));
         assert_eq!(queries.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_not_lead_fails_alone_and_leaves_no_flight() {
+        let flights = Flights::<i32, i32>::default();
+        let queries = Arc::new(AtomicUsize::new(0));
+        let refused = flights
+            .load(&[(7, Some(1))], Instant::now(), |_, _| None)
+            .await;
+        assert_eq!(refused.unwrap_err(), LoadFailure::TooExpensive);
+        let lead = leader(queries.clone(), Duration::ZERO, false);
+        let next = flights.load(&[(7, Some(1))], Instant::now(), lead).await;
+        assert_eq!(next.unwrap().get(&7), Some(&70), "led anew, not joined");
+        assert_eq!(queries.load(Ordering::SeqCst), 1);
     }
 }

@@ -1,8 +1,9 @@
 //! Test-only fault points. With the `test-hooks` feature (enabled for the test suite
 //! only) a test can pause a cache fill between the database read and the write to the
 //! cache (to drive the reader/writer race deterministically, or to widen it at random),
-//! and switch invalidation to a plain delete after commit, or list counters to a bump
-//! before the commit (the broken protocols the consistency checker must catch). Without the feature none of this exists.
+//! slow down or panic every database read, and switch invalidation to a plain delete
+//! after commit, or list counters to a bump before the commit (the broken protocols the
+//! consistency checker must catch). Without the feature none of this exists.
 use crate::cache::Kind;
 
 #[cfg(feature = "test-hooks")]
@@ -28,6 +29,10 @@ mod enabled {
         /// List counters bumped before the commit instead of after: the broken list
         /// protocol the checker must catch.
         naive_lists: AtomicBool,
+        /// A pause before every database read statement (0 = none).
+        read_delay_micros: AtomicU64,
+        /// Every database read panics: the panic paths must answer, not drop.
+        panic_on_read: AtomicBool,
     }
 
     impl Hooks {
@@ -51,6 +56,27 @@ mod enabled {
 
         pub(crate) fn naive_lists(&self) -> bool {
             self.naive_lists.load(Ordering::Relaxed)
+        }
+
+        /// Every database read statement first waits `delay`.
+        pub fn set_read_delay(&self, delay: std::time::Duration) {
+            self.read_delay_micros
+                .store(delay.as_micros() as u64, Ordering::Relaxed);
+        }
+
+        /// Every database read statement panics (`true`) or not.
+        pub fn set_panic_on_read(&self, on: bool) {
+            self.panic_on_read.store(on, Ordering::Relaxed);
+        }
+
+        pub(crate) async fn before_read(&self) {
+            if self.panic_on_read.load(Ordering::Relaxed) {
+                panic!("test hook: a database read panics");
+            }
+            let delay = self.read_delay_micros.load(Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
+            }
         }
 
         pub fn set_before_fill(&self, hook: Option<BeforeFill>) {
@@ -88,4 +114,7 @@ pub struct Hooks;
 impl Hooks {
     #[inline(always)]
     pub(crate) async fn before_fill(&self, _kind: Kind) {}
+
+    #[inline(always)]
+    pub(crate) async fn before_read(&self) {}
 }

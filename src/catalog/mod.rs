@@ -83,7 +83,8 @@ struct Inner {
 }
 
 /// How many database reads run at once and how many may wait: a cache outage under load
-/// then slows requests instead of exhausting the pool (writes keep their connections).
+/// then slows requests instead of exhausting the pool (writes keep their connections);
+/// and how many statements one request may cause (`per_request`).
 pub struct ReadBound {
     slots: tokio::sync::Semaphore,
     size: usize,
@@ -92,6 +93,8 @@ pub struct ReadBound {
     waiting: std::sync::atomic::AtomicUsize,
     queue: usize,
     patience: std::time::Duration,
+    /// SQL statements one request's reads may cause (`QUERY_MAX_SQL_STATEMENTS`).
+    pub per_request: usize,
 }
 
 impl ReadBound {
@@ -104,7 +107,14 @@ impl ReadBound {
             waiting: Default::default(),
             queue,
             patience,
+            per_request: 50,
         }
+    }
+
+    /// The same, with at most `n` statements per request.
+    pub fn per_request(mut self, n: usize) -> Self {
+        self.per_request = n.max(1);
+        self
     }
 }
 
@@ -181,6 +191,17 @@ impl Catalog {
         &self.inner.hooks
     }
 
+    /// A tally for one request's reads, with its SQL statement limit.
+    pub fn request_tally(&self) -> RequestTally {
+        RequestTally::with_sql_limit(self.inner.reads.per_request)
+    }
+
+    /// Whether this process has read category `id` before. Categories are never deleted
+    /// or renamed, so a category seen once exists for good (whatever the epoch).
+    pub fn category_known(&self, id: i32) -> bool {
+        self.inner.local_categories.contains_key(&id)
+    }
+
     /// SQL statements sent by this process since it started.
     pub fn sql_total(&self) -> u64 {
         self.inner.sql_total.load(Relaxed)
@@ -205,6 +226,7 @@ impl Catalog {
         tally: &RequestTally,
         statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
     ) -> Result<T, sea_orm::DbErr> {
+        self.hooks().before_read().await;
         tally.sql();
         self.inner.sql_total.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();

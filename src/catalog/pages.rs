@@ -9,7 +9,7 @@
 //! that write left.
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
@@ -30,6 +30,8 @@ use crate::{
 pub trait CachedList: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// What names one list (its normalised arguments).
     type Spec: Clone + Send + Sync + 'static;
+    /// SQL statements `from_db` runs for one list.
+    const STATEMENTS: usize;
     fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>>;
     fn from_db(
         catalog: &Catalog,
@@ -55,6 +57,8 @@ pub struct Built<P> {
 
 impl CachedList for ListPage {
     type Spec = ProductQuery;
+    /// The page's ids, and the count (only the count for `first: 0`).
+    const STATEMENTS: usize = 2;
     fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>> {
         &catalog.inner.page_flights
     }
@@ -63,12 +67,19 @@ impl CachedList for ListPage {
         q: &ProductQuery,
         tally: &RequestTally,
     ) -> Result<Self, AppError> {
-        let (ids, has_next) = catalog
-            .read_sql(tally, queries::product_page_ids(catalog.db(), q))
-            .await?;
         let total = catalog
             .read_sql(tally, queries::product_count(catalog.db(), &q.filter))
             .await?;
+        // `first: 0` from the start asks only for the count (`totalCount`, and
+        // `hasNextPage` follows from it): one statement.
+        let (ids, has_next) = match (q.first, &q.after) {
+            (0, None) => (Vec::new(), total > 0),
+            _ => {
+                catalog
+                    .read_sql(tally, queries::product_page_ids(catalog.db(), q))
+                    .await?
+            }
+        };
         Ok(ListPage {
             ids,
             total,
@@ -79,6 +90,7 @@ impl CachedList for ListPage {
 
 impl CachedList for CategoryCounts {
     type Spec = ();
+    const STATEMENTS: usize = 1;
     fn flights(catalog: &Catalog) -> &Flights<String, Built<Self>> {
         &catalog.inner.counts_flights
     }
@@ -95,10 +107,20 @@ impl CachedList for CategoryCounts {
     }
 }
 
+/// Pages one list flight reads from the database at once (each statement still waits
+/// for a read slot): a request asking for many pages does not queue them one by one,
+/// nor take every slot.
+const PAGES_AT_ONCE: usize = 4;
+
+/// A page a leader computed: its key, its job, and the page (or why not).
+type Computed<P> = (String, Job<<P as CachedList>::Spec>, Result<P, AppError>);
+
 /// What a leader needs of one page it computes.
 struct Job<S> {
     spec: S,
     tags: Option<Vec<u64>>,
+    /// Whether the page's key held something (storing it creates no new key).
+    existed: bool,
 }
 
 impl Catalog {
@@ -186,7 +208,15 @@ impl Catalog {
                     .zip(tags.as_ref())
                     .map(|(s, t)| flight::seen(s.epoch, t));
                 missed.push((keys[i].clone(), seen));
-                jobs.insert(keys[i].clone(), Job { spec: w.spec, tags });
+                let existed = snapshot.as_ref().is_some_and(|s| s.values[i].is_some());
+                jobs.insert(
+                    keys[i].clone(),
+                    Job {
+                        spec: w.spec,
+                        tags,
+                        existed,
+                    },
+                );
             }
             out.push(hit);
         }
@@ -203,16 +233,16 @@ impl Catalog {
             let (catalog, leader_tally) = (self.clone(), tally.clone());
             let built = P::flights(self)
                 .load(&missed, start, move |led, clock| {
-                    catalog
-                        .lead_lists::<P>(led, jobs, epoch, clock, leader_tally)
-                        .boxed()
+                    leader_tally
+                        .reserve_sql(led.len() * P::STATEMENTS)
+                        .then(|| {
+                            catalog
+                                .lead_lists::<P>(led, jobs, epoch, clock, leader_tally)
+                                .boxed()
+                        })
                 })
                 .await
-                .map_err(|f| match f {
-                    LoadFailure::Unavailable => AppError::Unavailable,
-                    LoadFailure::Overloaded => AppError::Overloaded,
-                    LoadFailure::Internal => AppError::Internal("loading a list failed".into()),
-                })?;
+                .map_err(|f| f.into_error("a list", tally))?;
             for (i, slot) in out.iter_mut().enumerate() {
                 if slot.is_none() {
                     let b = built
@@ -226,8 +256,9 @@ impl Catalog {
         Ok(out.into_iter().flatten().collect())
     }
 
-    /// A list flight's work: each led page from SQL, then one write of those that have
-    /// tags (the counter values read before the SQL).
+    /// A list flight's work: each led page from SQL (a few at once, each statement within
+    /// the read bound), then one write of those that have tags (the counter values read
+    /// before the SQL).
     async fn lead_lists<P: CachedList>(
         self,
         led: Vec<String>,
@@ -237,13 +268,23 @@ impl Catalog {
         tally: Arc<RequestTally>,
     ) -> Outcome<String, Built<P>> {
         let _ = clock.query_started.set(Instant::now());
-        let mut built = HashMap::with_capacity(led.len());
+        let work: Vec<(String, Job<P::Spec>)> = led
+            .into_iter()
+            .filter_map(|key| jobs.remove(&key).map(|job| (key, job)))
+            .collect();
+        let (this, tally_ref) = (&self, &tally);
+        let pages: Vec<Computed<P>> = futures::stream::iter(work)
+            .map(|(key, job)| async move {
+                let page = P::from_db(this, &job.spec, tally_ref).await;
+                (key, job, page)
+            })
+            .buffered(PAGES_AT_ONCE)
+            .collect()
+            .await;
+        let mut built = HashMap::with_capacity(pages.len());
         let mut fills = Vec::new();
-        for key in led {
-            let Some(job) = jobs.remove(&key) else {
-                continue;
-            };
-            let page = match P::from_db(&self, &job.spec, &tally).await {
+        for (key, job, page) in pages {
+            let page = match page {
                 Ok(page) => page,
                 Err(AppError::Unavailable) => return Err(LoadFailure::Unavailable),
                 Err(AppError::Overloaded) => return Err(LoadFailure::Overloaded),
@@ -255,7 +296,8 @@ impl Catalog {
             if let (Some(epoch), Some(tags), Ok(json)) =
                 (epoch, &job.tags, serde_json::to_string(&page))
             {
-                fills.push((key.clone(), entry::list(&entry::tags(tags), epoch, &json)));
+                let page = entry::list(&entry::tags(tags), epoch, &json);
+                fills.push((key.clone(), page, job.existed));
             }
             built.insert(
                 key,

@@ -12,7 +12,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Catalog,
     batch::Batcher,
-    flight::{self, FlightClock, Flights, LoadFailure, Outcome, Seen},
+    flight::{self, FlightClock, Flights, Outcome, Seen},
     lists,
     model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
     pages::Wanted,
@@ -233,16 +233,13 @@ impl Catalog {
         let leader_tally = tally.clone();
         let loaded = T::flights(self)
             .load(&missed, start, move |ids, clock| {
-                catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed()
+                // One statement (merged with other reads' ids: `batch`).
+                leader_tally
+                    .reserve_sql(1)
+                    .then(|| catalog.lead::<T>(ids, clock, epoch, leader_tally).boxed())
             })
             .await
-            .map_err(|f| match f {
-                LoadFailure::Unavailable => AppError::Unavailable,
-                LoadFailure::Overloaded => AppError::Overloaded,
-                LoadFailure::Internal => {
-                    AppError::Internal(format!("loading {} failed", T::KIND.as_str()))
-                }
-            })?;
+            .map_err(|f| f.into_error(T::KIND.as_str(), tally))?;
         for &(id, _) in &missed {
             let key = cache.keys.item(T::KIND, id);
             match loaded.get(&id) {

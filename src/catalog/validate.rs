@@ -45,13 +45,15 @@ pub fn price_cents(field: &'static str, price: Decimal) -> Result<i64, AppError>
             format!("{field} must have at most two decimals"),
         ));
     }
-    let cents = normalized * Decimal::ONE_HUNDRED;
+    // Checked: `Decimal` panics when a product leaves its 96-bit range, and any
+    // string of 29 digits is a valid input.
+    let too_large = || AppError::bad_input(field, format!("{field} must be at most 100000000"));
+    let cents = normalized
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .ok_or_else(too_large)?;
     match i64::try_from(cents) {
         Ok(c) if c <= PRICE_MAX_CENTS => Ok(c),
-        _ => Err(AppError::bad_input(
-            field,
-            format!("{field} must be at most 100000000"),
-        )),
+        _ => Err(too_large()),
     }
 }
 
@@ -116,6 +118,10 @@ mod tests {
         assert!(price_cents("price", d("1.005")).is_err());
         assert!(price_cents("price", d("-0.01")).is_err());
         assert!(price_cents("price", d("100000000.01")).is_err());
+        // Near Decimal's limit: the scaling would overflow (it panicked before).
+        assert!(price_cents("price", d("1000000000000000000000000000")).is_err());
+        assert!(price_cents("price", Decimal::MAX).is_err());
+        assert!(price_cents("price", d("0.0000000000000000000000000001")).is_err());
         assert_eq!(cents_to_decimal(1999).to_string(), "19.99");
     }
 

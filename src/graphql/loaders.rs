@@ -9,13 +9,24 @@
 //! when the request's task yields, which is after every sibling field of the same level
 //! has been polled and has added its keys. The list resolvers load a whole level's keys
 //! in one call anyway (`load_many`, the category prefetch), so nothing relies on timing.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+//!
+//! Those tasks end with the request: dropping a `RequestContext` (a finished request, a
+//! timeout, a client that went away) aborts its batches, so no read work goes on for a
+//! request nobody waits for (a single-flight read other requests joined goes on, polled
+//! by them). A panic inside a batch becomes an internal error of that load, logged with
+//! the request's id, instead of a lost task.
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_graphql::{
     ErrorExtensions,
     dataloader::{DataLoader, HashMapCache, Loader},
 };
-use futures::future::BoxFuture;
+use futures::{FutureExt, future::BoxFuture};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
@@ -38,6 +49,28 @@ impl From<LoadError> for async_graphql::Error {
     }
 }
 
+/// Runs one batch's catalog call, turning a panic inside it into an internal error
+/// (logged here, inside the request's span, so with its id).
+async fn guarded<T>(
+    what: &'static str,
+    load: impl Future<Output = Result<T, AppError>>,
+) -> Result<T, LoadError> {
+    match AssertUnwindSafe(load).catch_unwind().await {
+        Ok(result) => result.map_err(|e| LoadError(Arc::new(e))),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %message, load = what, "a loader panicked");
+            Err(LoadError(Arc::new(AppError::Internal(format!(
+                "loading {what} panicked"
+            )))))
+        }
+    }
+}
+
 pub struct ProductLoader {
     catalog: Catalog,
     tally: Arc<RequestTally>,
@@ -48,10 +81,7 @@ impl Loader<i32> for ProductLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[i32]) -> Result<HashMap<i32, Product>, LoadError> {
-        self.catalog
-            .products(keys, &self.tally)
-            .await
-            .map_err(|e| LoadError(Arc::new(e)))
+        guarded("products", self.catalog.products(keys, &self.tally)).await
     }
 }
 
@@ -65,10 +95,7 @@ impl Loader<i32> for CategoryLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[i32]) -> Result<HashMap<i32, Category>, LoadError> {
-        self.catalog
-            .categories(keys, &self.tally)
-            .await
-            .map_err(|e| LoadError(Arc::new(e)))
+        guarded("categories", self.catalog.categories(keys, &self.tally)).await
     }
 }
 
@@ -86,10 +113,7 @@ impl Loader<ProductQuery> for PageLoader {
         &self,
         keys: &[ProductQuery],
     ) -> Result<HashMap<ProductQuery, ListPage>, LoadError> {
-        self.catalog
-            .product_pages(keys, &self.tally)
-            .await
-            .map_err(|e| LoadError(Arc::new(e)))
+        guarded("lists", self.catalog.product_pages(keys, &self.tally)).await
     }
 }
 
@@ -103,11 +127,44 @@ pub struct RequestContext {
     pub counts: OnceCell<CategoryCounts>,
     pub is_admin: bool,
     pub catalog: Catalog,
+    /// The batch tasks this request spawned, aborted when it ends.
+    tasks: Arc<Tasks>,
+}
+
+/// Abort handles of a request's batch tasks. A std Mutex: held for a push, never across
+/// an await.
+#[derive(Default)]
+struct Tasks(Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Tasks {
+    /// Spawns a batch in the request's span (so what it logs carries the request id).
+    fn spawn(&self, batch: BoxFuture<'static, ()>) {
+        let handle = tokio::spawn(batch.in_current_span()).abort_handle();
+        let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.len() >= 64 {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(handle);
+    }
+}
+
+impl Drop for RequestContext {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
 }
 
 impl RequestContext {
     pub fn new(catalog: &Catalog, is_admin: bool) -> Self {
-        let tally = Arc::new(RequestTally::default());
+        let tally = Arc::new(catalog.request_tally());
         let products = ProductLoader {
             catalog: catalog.clone(),
             tally: tally.clone(),
@@ -120,16 +177,26 @@ impl RequestContext {
             catalog: catalog.clone(),
             tally: tally.clone(),
         };
+        let tasks = Arc::new(Tasks::default());
+        let spawner = |tasks: &Arc<Tasks>| {
+            let tasks = tasks.clone();
+            move |batch| tasks.spawn(batch)
+        };
         Self {
-            products: DataLoader::with_cache(products, spawn_in_span, HashMapCache::default())
+            products: DataLoader::with_cache(products, spawner(&tasks), HashMapCache::default())
                 .delay(Duration::ZERO),
-            categories: DataLoader::with_cache(categories, spawn_in_span, HashMapCache::default())
-                .delay(Duration::ZERO),
-            pages: DataLoader::new(pages, spawn_in_span).delay(Duration::ZERO),
+            categories: DataLoader::with_cache(
+                categories,
+                spawner(&tasks),
+                HashMapCache::default(),
+            )
+            .delay(Duration::ZERO),
+            pages: DataLoader::new(pages, spawner(&tasks)).delay(Duration::ZERO),
             counts: OnceCell::new(),
             tally,
             is_admin,
             catalog: catalog.clone(),
+            tasks,
         }
     }
 
@@ -138,9 +205,4 @@ impl RequestContext {
             .get_or_try_init(|| self.catalog.category_counts(&self.tally))
             .await
     }
-}
-
-/// A batch runs in the request's span, so what it logs carries the request id.
-fn spawn_in_span(batch: BoxFuture<'static, ()>) {
-    tokio::spawn(batch.in_current_span());
 }

@@ -5,8 +5,8 @@ use super::{
     performance::{PerformanceReport, PerformanceScenario},
     stats::CacheStatsView,
     types::{
-        Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, parse_id,
-        request,
+        Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, list_cost,
+        page_cost, parse_id, request,
     },
 };
 use crate::error::AppError;
@@ -22,7 +22,7 @@ impl Query {
     }
 
     /// Products in the order of `ids`, null for each id that does not exist (at most 100 ids).
-    #[graphql(complexity = "ids.len().max(1) * child_complexity")]
+    #[graphql(complexity = "list_cost(ids.len(), child_complexity, 1)")]
     async fn products_by_ids(
         &self,
         ctx: &Context<'_>,
@@ -45,7 +45,7 @@ impl Query {
     }
 
     /// A page of products: filtered, ordered, cursor-paginated (`first` at most 100).
-    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -55,11 +55,11 @@ impl Query {
         after: Option<String>,
     ) -> async_graphql::Result<ProductConnection> {
         let filter = filter.unwrap_or_default().validate()?;
-        ProductConnection::load(ctx, filter, order_by, first, after).await
+        ProductConnection::load(ctx, filter, order_by, first, after, true).await
     }
 
     /// Every category, by name. (Counted as 20 categories in a query's complexity.)
-    #[graphql(complexity = "20 * child_complexity")]
+    #[graphql(complexity = "list_cost(20, child_complexity, 1)")]
     async fn categories(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
         let req = request(ctx)?;
         let counts = req.category_counts().await?;
@@ -81,7 +81,8 @@ impl Query {
     }
 
     /// Runs a read scenario `iterations` times through the cache (warm) and with the
-    /// cache bypassed, and compares latency (milliseconds) and work per run.
+    /// cache bypassed, and compares latency (milliseconds) and work per run. Needs the
+    /// admin token: each run puts up to 400 reads on the database.
     #[graphql(cache_control(no_cache))]
     async fn cache_performance(
         &self,
@@ -89,6 +90,9 @@ impl Query {
         scenario: PerformanceScenario,
         #[graphql(default = 50)] iterations: i32,
     ) -> async_graphql::Result<PerformanceReport> {
+        if !request(ctx)?.is_admin {
+            return Err(AppError::Unauthenticated.into());
+        }
         super::performance::run(ctx, scenario, iterations).await
     }
 

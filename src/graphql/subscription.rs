@@ -31,6 +31,9 @@ pub struct Connection {
     pub catalog: Catalog,
     /// Subscriptions without an id on this instance, and how many may be.
     pub unfiltered: Arc<tokio::sync::Semaphore>,
+    /// Of those, this connection's (`SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION`): a few
+    /// sockets must not take the whole instance's share.
+    pub unfiltered_here: Arc<tokio::sync::Semaphore>,
     /// Ends the connection (a consumer too slow for its changes).
     pub control: Arc<Control>,
 }
@@ -136,12 +139,21 @@ impl SubscriptionRoot {
             .map_err(|e| e.extend())?;
         let permit = match only {
             Some(_) => None,
-            None => Some(conn.unfiltered.clone().try_acquire_owned().map_err(|_| {
-                coded(
-                    ErrorCode::Overloaded,
-                    "this server already serves as many productChanged subscriptions without an id as it allows (SUBSCRIPTION_MAX_UNFILTERED); pass an id",
-                )
-            })?),
+            None => {
+                let here = conn.unfiltered_here.clone().try_acquire_owned().map_err(|_| {
+                    coded(
+                        ErrorCode::BadRequest,
+                        "this connection holds as many productChanged subscriptions without an id as one connection may (SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION); pass an id",
+                    )
+                })?;
+                let instance = conn.unfiltered.clone().try_acquire_owned().map_err(|_| {
+                    coded(
+                        ErrorCode::Overloaded,
+                        "this server already serves as many productChanged subscriptions without an id as it allows (SUBSCRIPTION_MAX_UNFILTERED); pass an id",
+                    )
+                })?;
+                Some((here, instance))
+            }
         };
         let Some(rx) = conn.catalog.changes() else {
             return Err(coded(
@@ -164,8 +176,12 @@ struct Listening {
     rx: tokio::sync::broadcast::Receiver<Live>,
     only: Option<i32>,
     control: Arc<Control>,
-    /// Held while the subscription lives (unfiltered ones only).
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Held while the subscription lives (unfiltered ones only): the connection's place
+    /// and the instance's.
+    _permit: Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    )>,
     ended: bool,
 }
 

@@ -18,6 +18,30 @@ use crate::{
 /// Largest page `first` may ask for.
 pub const MAX_FIRST: i32 = 100;
 
+/// The complexity one SQL statement a field can cause weighs: a list field that misses
+/// the cache runs two (the page's ids, the count), so its cost is not that of one field
+/// (`QUERY_MAX_SQL_STATEMENTS` bounds what actually runs; this refuses before running).
+pub const SQL_WEIGHT: usize = 50;
+
+/// Highest cost any one field is given: sums of many such fields stay far from
+/// `usize::MAX` (async-graphql adds them without saturating), however deep lists nest.
+const COST_CAP: usize = 1 << 40;
+
+/// The complexity of a list of `n` items of `child` each that may cost `statements` SQL
+/// statements: saturating, and capped.
+pub fn list_cost(n: usize, child: usize, statements: usize) -> usize {
+    n.max(1)
+        .saturating_mul(child)
+        .saturating_add(1)
+        .saturating_add(statements * SQL_WEIGHT)
+        .min(COST_CAP)
+}
+
+/// `products(first:)` and `Category.products(first:)`: a page of `first` and its count.
+pub fn page_cost(first: i32, child: usize) -> usize {
+    list_cost(first.clamp(1, MAX_FIRST) as usize, child, 2)
+}
+
 pub fn request<'a>(ctx: &'a Context<'_>) -> Result<&'a RequestContext, async_graphql::Error> {
     ctx.data::<RequestContext>()
 }
@@ -32,7 +56,7 @@ pub fn parse_id(field: &'static str, id: &ID) -> Result<i32, AppError> {
 
 pub struct Product(pub model::Product);
 
-// The max-age hints become `Cache-Control` on GET query responses (handler.rs).
+// The max-age hints become `Cache-Control` on GET query responses (`transport::respond`).
 /// A product of the catalog.
 #[Object(cache_control(max_age = 10))]
 impl Product {
@@ -103,7 +127,7 @@ impl Category {
             .unwrap_or(0))
     }
     /// This category's products, as a connection.
-    #[graphql(complexity = "(first.clamp(1, 100) as usize) * child_complexity + 1")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -115,7 +139,8 @@ impl Category {
             category_id: Some(self.0.id),
             ..Default::default()
         };
-        ProductConnection::load(ctx, filter, order_by, first, after).await
+        // This category exists: no need to ask again (see `ProductConnection::load`).
+        ProductConnection::load(ctx, filter, order_by, first, after, false).await
     }
 }
 
@@ -265,12 +290,17 @@ impl ProductConnection {
 }
 
 impl ProductConnection {
+    /// A page of `filter`. With `check_category`, a filter on a category that does not
+    /// exist answers an empty page at once: no list page, no list counter and no SQL
+    /// for ids a stranger made up (the category's "absent" entry is read through the
+    /// cache and stamped, and a creation replaces it before its mutation returns).
     pub async fn load(
         ctx: &Context<'_>,
         filter: Filter,
         order_by: Option<ProductOrder>,
         first: i32,
         after: Option<String>,
+        check_category: bool,
     ) -> async_graphql::Result<Self> {
         if !(0..=MAX_FIRST).contains(&first) {
             return Err(AppError::bad_input(
@@ -285,13 +315,29 @@ impl ProductConnection {
             .map(|a| decode_cursor(a, order))
             .transpose()?;
         let has_previous_page = after.is_some();
+        let req = request(ctx)?;
+        if check_category
+            && let Some(id) = filter.category_id
+            && !req.catalog.category_known(id)
+            && req.categories.load_one(id).await?.is_none()
+        {
+            return Ok(Self {
+                edges: Vec::new(),
+                page_info: PageInfo {
+                    has_next_page: false,
+                    has_previous_page,
+                    start_cursor: None,
+                    end_cursor: None,
+                },
+                total_count: 0,
+            });
+        }
         let query = ProductQuery {
             filter,
             order,
             first: first as u64,
             after,
         };
-        let req = request(ctx)?;
         let page = req
             .pages
             .load_one(query)

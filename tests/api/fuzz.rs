@@ -1,6 +1,7 @@
 //! Generated hostile input: thousands of malformed and hostile queries and variables,
-//! by POST and GET, with and without the admin token. Every answer must be valid JSON
-//! with a documented status, no error may be internal, and the server must stay up.
+//! by POST and GET, with and without the admin token; and numbers at and past every
+//! limit in every argument that takes one. Every answer must be valid JSON with a
+//! documented status, no error may be internal, and the server must stay up.
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TOKEN, spawn_app};
@@ -223,4 +224,177 @@ async fn thousands_of_hostile_requests_get_json_answers_and_never_an_internal_er
     }
     let r = app.gql("{ products { totalCount } }", json!({})).await;
     assert!(r.ok()["products"]["totalCount"].as_u64().unwrap() >= 1);
+}
+
+/// Numbers at and past every limit, as JSON numbers and strings, in variables and as
+/// literals.
+const EXTREMES: &[&str] = &[
+    "0",
+    "-0",
+    "-1",
+    "1e309",
+    "-1e309",
+    "1e28",
+    "1e-400",
+    "1E+5",
+    "2147483647",
+    "2147483648",
+    "-2147483648",
+    "-2147483649",
+    "9223372036854775807",
+    "18446744073709551616",
+    "79228162514264337593543950335",
+    "79228162514264337593543950336",
+    "1000000000000000000000000000",
+    "0.0000000000000000000000000001",
+    "0.00000000000000000000000000001",
+    "99999999999999999999999999999999999999999",
+    "100000000.01",
+    "12.345",
+];
+
+/// Strings that look like numbers, or nearly.
+const NUMBER_LIKE: &[&str] = &[
+    "NaN",
+    "nan",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "0x10",
+    " 5 ",
+    "1_000",
+    "",
+    "1e",
+    "--1",
+    "١٢",
+];
+
+/// Every argument that takes a number or an id: (document with `$v`, its type).
+const SITES: &[(&str, &str)] = &[
+    ("query($v: ID!) { product(id: $v) { id } }", "ID!"),
+    (
+        "query($v: [ID!]!) { productsByIds(ids: $v) { id } }",
+        "[ID!]!",
+    ),
+    (
+        "query($v: Int!) { products(first: $v) { totalCount } }",
+        "Int!",
+    ),
+    (
+        "query($v: ID) { products(filter: { categoryId: $v }) { totalCount } }",
+        "ID",
+    ),
+    (
+        "query($v: Decimal) { products(filter: { minPrice: $v }) { totalCount } }",
+        "Decimal",
+    ),
+    (
+        "query($v: Decimal) { products(filter: { maxPrice: $v }) { totalCount } }",
+        "Decimal",
+    ),
+    ("query($v: ID!) { category(id: $v) { id } }", "ID!"),
+    (
+        "query($v: Int!) { categories { products(first: $v) { totalCount } } }",
+        "Int!",
+    ),
+    (
+        "query($v: Int!) { cachePerformance(scenario: SINGLE_PRODUCT, iterations: $v) { speedup } }",
+        "Int!",
+    ),
+    (
+        "mutation($v: Decimal!) { createProduct(input: { name: \"N\", price: $v, category: \"C\" }) { id } }",
+        "Decimal!",
+    ),
+    (
+        "mutation($v: Int!) { createProduct(input: { name: \"N\", price: \"1\", category: \"C\", stockQuantity: $v }) { id } }",
+        "Int!",
+    ),
+    (
+        "mutation($v: ID!) { updateProduct(id: $v, input: { stockQuantity: 1 }) { id } }",
+        "ID!",
+    ),
+    (
+        "mutation($v: Decimal) { updateProduct(id: \"1\", input: { price: $v }) { id } }",
+        "Decimal",
+    ),
+    (
+        "mutation($v: Int) { updateProduct(id: \"1\", input: { stockQuantity: $v }) { id } }",
+        "Int",
+    ),
+    ("mutation($v: ID!) { deleteProduct(id: $v) { id } }", "ID!"),
+];
+
+#[tokio::test]
+async fn numeric_extremes_in_every_argument_get_clean_answers() {
+    crate::helpers::each_backend(|b| async move {
+        let app = crate::helpers::spawn_app(&b).await;
+        app.create("Seed", "1.00", "C", 1).await;
+        let url = format!("{}/graphql", app.base);
+        let mut cases = 0;
+        for (doc, ty) in SITES {
+            let list = ty.starts_with('[');
+            let values = EXTREMES.iter().chain(NUMBER_LIKE);
+            for raw in values {
+                // As a JSON number when it is one, and as a string.
+                let mut forms: Vec<Value> = vec![json!(raw)];
+                if let Ok(n) = serde_json::from_str::<serde_json::Number>(raw) {
+                    forms.push(Value::Number(n));
+                }
+                for v in forms {
+                    let v = if list { json!([v]) } else { v };
+                    let body = json!({ "query": doc, "variables": { "v": v } });
+                    check(&app, &url, body, &format!("{doc} with {v}")).await;
+                    cases += 1;
+                }
+                // As a literal in the document.
+                let literal = if EXTREMES.contains(raw) {
+                    raw.to_string()
+                } else {
+                    format!("{raw:?}")
+                };
+                let literal = if list {
+                    format!("[{literal}]")
+                } else {
+                    literal
+                };
+                let inline = doc
+                    .replacen(&format!("($v: {ty})"), "", 1)
+                    .replace("$v", &literal);
+                check(&app, &url, json!({ "query": inline }), &inline).await;
+                cases += 1;
+            }
+        }
+        assert!(cases > 600, "{cases}");
+        // Still serving, and nothing was half-written: one product, the seed.
+        let r = app.gql("{ products { totalCount } }", json!({})).await;
+        let n = r.ok()["products"]["totalCount"].as_u64().unwrap();
+        assert!(n >= 1, "{n}");
+    })
+    .await;
+}
+
+/// One request: a JSON answer with a documented status, never an internal error or a
+/// dropped connection.
+async fn check(app: &crate::helpers::TestApp, url: &str, body: Value, case: &str) {
+    let resp = app
+        .client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .body(body.to_string())
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: no answer: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert!(
+        [200, 400].contains(&status),
+        "{case}: status {status}: {text}"
+    );
+    let parsed: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}: not JSON: {text}"));
+    assert!(
+        !text.contains("INTERNAL_SERVER_ERROR"),
+        "{case}: internal error: {parsed}"
+    );
 }

@@ -243,6 +243,11 @@ pub async fn start(backend: &Backend, mut settings: HashMap<String, String>) -> 
     settings
         .entry("RUST_LOG".into())
         .or_insert_with(|| "warn".into());
+    // Every test client is 127.0.0.1: the per-address registration limit is tested
+    // where it is set (`hostile`), not in every test that registers documents.
+    settings
+        .entry("PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE".into())
+        .or_insert_with(|| "100000".into());
     let lookup = settings.clone();
     let config = Config::from_lookup(|k| lookup.get(k).cloned()).expect("test config");
     // Server logs go through the test writer, so libtest captures them per test, and
@@ -361,6 +366,18 @@ impl TestApp {
                 .query(&[("query", query), ("variables", vars.as_str())]),
         )
         .await
+    }
+
+    /// `/metrics` as Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("request reaches the server")
+            .text()
+            .await
+            .expect("text body")
     }
 
     /// GET a JSON endpoint such as `/ready`.

@@ -13,6 +13,8 @@ async fn post_raw(app: &TestApp, query: &str) -> (u16, Value) {
         .client
         .post(format!("{}/graphql", app.base))
         .header("accept", "application/graphql-response+json")
+        // The admin token: `cachePerformance` needs it (and nothing here is refused for it).
+        .bearer_auth(crate::helpers::TOKEN)
         .json(&json!({ "query": query }))
         .send()
         .await
@@ -80,7 +82,9 @@ async fn complexity_counts_aliases_and_weighs_lists_by_first() {
         (status, message(&body).as_str()),
         (400, "Query is too complex.")
     );
-    // products(first: n) { nodes { id } } costs n * 2 + 1.
+    // products(first: n) { nodes { id } } costs n * 2 + 1, plus 50 for each of the two
+    // SQL statements it may cause: 101 + 2n.
+    let app = spawn_app_with(&Backend::Embedded, &[("QUERY_MAX_COMPLEXITY", "200")]).await;
     assert_eq!(
         post_raw(&app, "{ products(first: 49) { nodes { id } } }")
             .await
@@ -91,6 +95,23 @@ async fn complexity_counts_aliases_and_weighs_lists_by_first() {
     assert_eq!(
         (status, message(&body).as_str()),
         (400, "Query is too complex.")
+    );
+    // Ten lists nested (depth 30), each 100 wide: 100^10 overflows a
+    // usize; the price saturates instead (no panic in a debug build, no wrap to a small
+    // number in a release build).
+    let wide = spawn_app_with(&Backend::Embedded, &[("QUERY_MAX_DEPTH", "32")]).await;
+    let mut q = String::from("{ products(first: 100) { nodes {");
+    for _ in 0..9 {
+        q += " category { products(first: 100) { nodes {";
+    }
+    q += " id";
+    q += &" } } }".repeat(9);
+    q += " } } }";
+    let (status, body) = post_raw(&wide, &q).await;
+    assert_eq!(
+        (status, message(&body).as_str()),
+        (400, "Query is too complex."),
+        "{body}"
     );
 }
 

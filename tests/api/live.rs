@@ -132,6 +132,20 @@ impl Ws {
         }
     }
 
+    /// Waits for subscription `id`'s answer, which must be an error with `code` whose
+    /// message names `bound`.
+    async fn refused(&mut self, id: &str, code: &str, bound: &str) {
+        let m = loop {
+            let m = self.next().await;
+            if m["id"] == id {
+                break m;
+            }
+        };
+        let e = &m["payload"]["errors"][0];
+        assert_eq!(e["extensions"]["code"], code, "{m}");
+        assert!(e["message"].as_str().unwrap().contains(bound), "{m}");
+    }
+
     /// The close frame (code, reason) the server ends with, within `limit`.
     async fn closed(&mut self, limit: Duration) -> (u16, String) {
         let deadline = tokio::time::Instant::now() + limit;
@@ -371,20 +385,9 @@ async fn connections_and_subscriptions_are_bounded() {
     second.subscribe("c", CHANGES, json!({ "id": id })).await;
     second.subscribe("d", CHANGES, json!({ "id": id })).await;
     second.subscribe("e", CHANGES, json!({ "id": id })).await;
-    let m = loop {
-        let m = second.next().await;
-        if m["id"] == "e" {
-            break m;
-        }
-    };
-    let e = &m["payload"]["errors"][0];
-    assert_eq!(e["extensions"]["code"], "BAD_REQUEST", "{m}");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .contains("SUBSCRIPTION_MAX_PER_CONNECTION")
-    );
+    second
+        .refused("e", "BAD_REQUEST", "SUBSCRIPTION_MAX_PER_CONNECTION")
+        .await;
     // The subscriptions within the bounds work.
     app.update(&id, json!({ "stockQuantity": 9 })).await.ok();
     first.change("a").await;
@@ -393,6 +396,36 @@ async fn connections_and_subscriptions_are_bounded() {
     drop(first);
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ws::ready(&app).await;
+}
+
+#[tokio::test]
+async fn one_connection_holds_only_its_share_of_subscriptions_without_an_id() {
+    let app = spawn_app_with(
+        &Backend::Embedded,
+        &[
+            ("SUBSCRIPTION_MAX_UNFILTERED", "10"),
+            ("SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION", "2"),
+        ],
+    )
+    .await;
+    let id = created(&app, "Plate", "Crockery").await;
+    let mut greedy = Ws::ready(&app).await;
+    for sub in ["a", "b", "c"] {
+        greedy.subscribe(sub, CHANGES, json!({})).await;
+    }
+    greedy
+        .refused(
+            "c",
+            "BAD_REQUEST",
+            "SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION",
+        )
+        .await;
+    // Another connection still gets one: the instance's share was not taken.
+    let mut other = Ws::ready(&app).await;
+    other.subscribe("x", CHANGES, json!({})).await;
+    app.update(&id, json!({ "stockQuantity": 9 })).await.ok();
+    greedy.change("a").await;
+    other.change("x").await;
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod consistency;
 mod durability;
 mod fuzz;
 mod helpers;
+mod hostile;
 mod http;
 mod limits;
 mod lists;

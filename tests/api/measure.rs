@@ -12,7 +12,7 @@ async fn cache_performance_compares_a_warm_cache_with_the_database() {
         }
         for scenario in ["SINGLE_PRODUCT", "LIST_PAGE", "CATEGORY_PAGE"] {
             let r = app
-                .gql(
+                .admin(
                     &format!("{{ cachePerformance(scenario: {scenario}, iterations: 20) {{ scenario iterations speedup cached {{ p50Ms p95Ms meanMs minMs maxMs sqlStatementsPerRun cacheRoundTripsPerRun }} uncached {{ p50Ms p95Ms meanMs minMs maxMs sqlStatementsPerRun cacheRoundTripsPerRun }} }} }}"),
                     json!({}),
                 )
@@ -32,9 +32,14 @@ async fn cache_performance_compares_a_warm_cache_with_the_database() {
             assert!(rep["speedup"].as_f64().unwrap() > 0.0);
         }
         for bad in [0, 201] {
-            let r = app.gql(&format!("{{ cachePerformance(scenario: LIST_PAGE, iterations: {bad}) {{ speedup }} }}"), json!({})).await;
+            let r = app.admin(&format!("{{ cachePerformance(scenario: LIST_PAGE, iterations: {bad}) {{ speedup }} }}"), json!({})).await;
             assert_eq!((r.code(), r.field()), (Some("BAD_USER_INPUT"), Some("iterations")));
         }
+        // Without the token: refused before anything runs (it puts load on the database).
+        let before = app.catalog.sql_total();
+        let r = app.gql("{ cachePerformance(scenario: LIST_PAGE, iterations: 200) { speedup } }", json!({})).await;
+        assert_eq!(r.code(), Some("UNAUTHENTICATED"), "{}", r.body);
+        assert_eq!(app.catalog.sql_total(), before);
     })
     .await;
 }
@@ -43,7 +48,7 @@ async fn cache_performance_compares_a_warm_cache_with_the_database() {
 async fn cache_performance_on_an_empty_catalog_is_a_clear_error() {
     let app = spawn_app(&Backend::Embedded).await;
     let r = app
-        .gql(
+        .admin(
             "{ cachePerformance(scenario: SINGLE_PRODUCT) { speedup } }",
             json!({}),
         )

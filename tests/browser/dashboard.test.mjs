@@ -40,9 +40,11 @@ after(async () => {
  * Opens the dashboard in a fresh browser context (its own sessionStorage). Records
  * JavaScript dialogs, page errors and CSP violations; check() asserts there were none.
  */
-async function openDashboard({ server = larder, query = '', viewport = { width: 1280, height: 900 } } = {}) {
+async function openDashboard({ server = larder, query = '', viewport = { width: 1280, height: 900 }, onRequest = null } = {}) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
+  // Every URL the page asks for, with the `Referer` it sends.
+  if (onRequest) page.on('request', (r) => onRequest(`${r.url()} referer=${r.headers().referer ?? ''}`));
   page.setDefaultTimeout(15_000);
   const dialogs = [];
   const problems = [];
@@ -174,7 +176,7 @@ test('filters, sort and cursor pages', async () => {
 });
 
 test('create a product, find it, edit it with an inline error first, then delete it', async () => {
-  const { page, close } = await openDashboard({ query: `?token=${larder.token}` });
+  const { page, close } = await openDashboard({ query: `#token=${larder.token}` });
   const name = `Test Teapot ${randomBytes(3).toString('hex')}`;
   await createProduct(page, { name, description: 'Cast iron, 0.8 l', price: '12.50', category: 'Test Kitchen', stock: '7' });
   assert.match(await page.textContent('#toast'), /Created “Test Teapot/);
@@ -221,7 +223,7 @@ test('create a product, find it, edit it with an inline error first, then delete
 });
 
 test('the cache statistics follow the requests; clear cache and reset stats', async () => {
-  const { page, close } = await openDashboard({ query: `?token=${larder.token}` });
+  const { page, close } = await openDashboard({ query: `#token=${larder.token}` });
   await page.waitForFunction(() => document.querySelector('#stat-hits').textContent !== '–');
   const hits = await cardNumber(page, 'stat-hits');
   await nextLoad(page, () => page.click('#load'));
@@ -245,7 +247,13 @@ test('the cache statistics follow the requests; clear cache and reset stats', as
 });
 
 test('the performance comparison draws cached vs uncached bars', async () => {
-  const { page, close } = await openDashboard();
+  // Without the token the comparison is refused and says why.
+  const anonymous = await openDashboard();
+  await anonymous.page.click('#perf-run');
+  await anonymous.page.waitForFunction(() => /admin token/.test(document.querySelector('#perf-result').textContent));
+  await anonymous.close();
+
+  const { page, close } = await openDashboard({ query: `#token=${larder.token}` });
   await page.fill('#perf-iterations', '500');
   await page.click('#perf-run');
   await page.waitForSelector('#perf-iterations-error:not(:empty)');
@@ -271,7 +279,7 @@ test('the performance comparison draws cached vs uncached bars', async () => {
 });
 
 test('product data is shown as text, never as markup', async () => {
-  const { page, dialogs, close } = await openDashboard({ query: `?token=${larder.token}` });
+  const { page, dialogs, close } = await openDashboard({ query: `#token=${larder.token}` });
   await createProduct(page, { name: XSS_NAME, description: '<script>alert(2)</script>', price: '1.00', category: '<b>Bold</b>', stock: '1' });
   assert.equal(await page.textContent('#toast'), `Created “${XSS_NAME}”.`);
   await search(page, '<img');
@@ -327,10 +335,13 @@ test('keyboard: skip link, open a product with Enter, Escape gives the focus bac
   await close();
 });
 
-test('token: taken from ?token=, removed from the address bar, a wrong one is named', async () => {
-  const { page, close } = await openDashboard({ query: '?token=wrong-token#products' });
-  assert.equal(new URL(page.url()).search, '', 'the token stayed in the address bar');
-  assert.equal(new URL(page.url()).hash, '#products');
+test('token: taken from #token=, removed from the address bar, a wrong one is named', async () => {
+  const requested = [];
+  const { page, close } = await openDashboard({ query: '#products&token=wrong-token', onRequest: (url) => requested.push(url) });
+  assert.equal(new URL(page.url()).hash, '#products', 'the token stayed in the address bar');
+  assert.ok(!requested.some((url) => url.includes('wrong-token')), `the token went to the server: ${requested.join(' ')}`);
+  const referrerPolicy = await page.evaluate(async () => (await fetch('/')).headers.get('referrer-policy'));
+  assert.equal(referrerPolicy, 'no-referrer');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('larder.adminToken')), 'wrong-token');
   assert.equal(await page.inputValue('#token-input'), 'wrong-token');
 
@@ -452,7 +463,7 @@ test('live: a change made through the API shows up without a reload; a stopped s
 });
 
 test('screenshot of the desktop dashboard (docs/dashboard.png)', async () => {
-  const { page, close } = await openDashboard({ query: `?token=${larder.token}`, viewport: { width: 1280, height: 900 } });
+  const { page, close } = await openDashboard({ query: `#token=${larder.token}`, viewport: { width: 1280, height: 900 } });
   await nextLoad(page, () => page.click('#load'));
   await page.selectOption('#perf-scenario', 'LIST_PAGE');
   await page.fill('#perf-iterations', '50');

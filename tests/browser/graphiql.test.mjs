@@ -1,6 +1,6 @@
 // GraphiQL as served from the binary: it must work with every request to a host other
 // than the loopback blocked (the machine is offline, or behind a strict proxy), under its
-// CSP, with the admin token of a `?token=` link preset, and serve exactly the vendored
+// CSP, with the admin token of a `#token=` link preset, and serve exactly the vendored
 // bytes recorded in frontend/vendor/graphiql/SOURCES.json.
 // Run: node --test tests/browser/
 import { after, before, test } from 'node:test';
@@ -54,10 +54,10 @@ async function openOffline(url) {
 const editor = (selector) => `document.querySelector('${selector} .CodeMirror').CodeMirror`;
 
 test('GraphiQL runs a query and a mutation offline, with the token preset', async () => {
-  const { page, blocked, problems, close } = await openOffline(`${larder.url}/graphql?token=${larder.token}`);
+  const { page, blocked, problems, close } = await openOffline(`${larder.url}/graphql#token=${larder.token}`);
   await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
   // The token left the address bar, and sits in the headers editor.
-  assert.equal(new URL(page.url()).search, '');
+  assert.equal(new URL(page.url()).hash, '');
   // The variables and headers editors share the tools pane; one of them holds it.
   const headers = await page.evaluate(() =>
     [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')].map((e) => e.CodeMirror.getValue()).join('\n'),

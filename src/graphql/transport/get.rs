@@ -6,7 +6,7 @@
 //! `http::parse_query_string`, which (in 7.2) reads `operation_name` instead of the
 //! spec's `operationName`, turns a missing `query` into an empty document, and rejects
 //! an empty `variables=` (pinned by `tests::async_graphql_parse_query_string_is_not_spec`).
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use async_graphql::parser::types::OperationType;
 use axum::{
@@ -26,6 +26,7 @@ use crate::{app::AppState, error::ErrorCode, graphql::guard};
 
 pub async fn get(
     State(state): State<AppState>,
+    peer: Option<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -82,6 +83,7 @@ pub async fn get(
         media,
         method: Method::Get,
         admin,
+        peer,
     };
     execute(&state, &headers, request, caller, key, pending).await
 }

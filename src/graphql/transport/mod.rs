@@ -59,8 +59,13 @@ mod tests {
         .expect("config");
         let app = Application::build(config).await.expect("builds");
         let state = app.state().clone();
-        let get = super::get(State(state.clone()), HeaderMap::new(), RawQuery(None));
-        let post = super::post(State(state.clone()), HeaderMap::new(), Ok(Bytes::new()));
+        let get = super::get(State(state.clone()), None, HeaderMap::new(), RawQuery(None));
+        let post = super::post(
+            State(state.clone()),
+            None,
+            HeaderMap::new(),
+            Ok(Bytes::new()),
+        );
         let either = super::ws::get_or_upgrade(State(state), axum::extract::Request::default());
         let sizes = [
             std::mem::size_of_val(&get),

@@ -12,7 +12,7 @@
 //!   (`PERSISTED_QUERY_HASH_MISMATCH` otherwise); the request runs, and once it has
 //!   passed every check (not a GET mutation, the document guards, parsing and
 //!   validation) the document is registered (`cache::documents`): junk never fills the
-//!   store. A refused registration (the store is at its bounds, or unreachable) does not
+//!   store, and no client address registers more than its share a minute. A refused registration (the store is at its bounds, or unreachable) does not
 //!   fail the request, whose client sent all it needs: the answer reports the refusal in
 //!   `extensions.persistedQuery`.
 //! - A version other than 1, or a malformed extension: `BAD_REQUEST`;
@@ -49,6 +49,9 @@ pub enum Refused {
     Full,
     /// The document store (Redis) could not be reached.
     Unavailable,
+    /// This client address registered as many documents as it may per minute
+    /// (`PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE`).
+    RateLimited,
 }
 
 impl Refused {
@@ -62,6 +65,10 @@ impl Refused {
             Self::Unavailable => (
                 "PERSISTED_QUERY_STORE_UNAVAILABLE",
                 "not registered: the persisted query store cannot be reached now; send the document again next time",
+            ),
+            Self::RateLimited => (
+                "PERSISTED_QUERY_RATE_LIMITED",
+                "not registered: this client registered as many documents as it may per minute; send the document again next time",
             ),
         };
         let mut ext = async_graphql::indexmap::IndexMap::new();
@@ -141,9 +148,22 @@ pub async fn resolve(
     }))
 }
 
-/// Registers a checked document; `Some` when the store refused it.
-pub async fn register(state: &AppState, pending: Pending) -> Option<Refused> {
+/// Registers a checked document for the client at `client`; `Some` when it was not
+/// registered. Each client address may register `PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE`
+/// documents a minute, so no one client fills the store for everyone.
+pub async fn register(
+    state: &AppState,
+    pending: Pending,
+    client: std::net::IpAddr,
+) -> Option<Refused> {
     let cache = state.catalog.cache();
+    if !state.registrations.allow(client) {
+        count("refused_rate");
+        cache.log_once_a_second(|| {
+            tracing::warn!(%client, "persisted query not registered: this client's registrations per minute are spent")
+        });
+        return Some(Refused::RateLimited);
+    }
     match state
         .documents
         .register(cache, &pending.hash, &pending.document)

@@ -1,7 +1,10 @@
 //! `POST /graphql`: an `application/json` body holding one GraphQL request.
+use std::net::SocketAddr;
+
 use axum::{
+    Extension,
     body::Bytes,
-    extract::{State, rejection::BytesRejection},
+    extract::{ConnectInfo, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -17,6 +20,7 @@ use crate::{app::AppState, error::ErrorCode};
 
 pub async fn post(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -42,6 +46,7 @@ pub async fn post(
         media,
         method: Method::Post,
         admin,
+        peer: peer.map(|Extension(ConnectInfo(p))| p),
     };
     let mut request = match read(&body) {
         Ok(request) => request,

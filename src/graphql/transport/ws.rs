@@ -14,8 +14,9 @@
 //! - per operation (`LiveExecutor`): subscriptions only (queries and mutations belong
 //!   to HTTP), the nesting scan and fragment-expansion bound before parsing goes
 //!   further, async-graphql's depth and complexity limits, at most
-//!   `SUBSCRIPTION_MAX_PER_CONNECTION` at once, errors masked as on HTTP, and a request
-//!   id on every log line of the operation.
+//!   `SUBSCRIPTION_MAX_PER_CONNECTION` at once (of them at most
+//!   `SUBSCRIPTION_MAX_UNFILTERED_PER_CONNECTION` without an id), errors masked as on
+//!   HTTP, and a request id on every log line of the operation.
 use std::{
     pin::Pin,
     sync::{
@@ -34,7 +35,7 @@ use async_graphql::{
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::{
-        FromRequestParts, RawQuery, State,
+        ConnectInfo, FromRequestParts, RawQuery, State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, header, request::Parts},
@@ -106,7 +107,11 @@ pub async fn get_or_upgrade(
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_socket {
         let raw = parts.uri.query().map(str::to_string);
-        return super::get(State(state), parts.headers, RawQuery(raw)).await;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        return super::get(State(state), peer, parts.headers, RawQuery(raw)).await;
     }
     // Boxed, so that a plain GET's future does not carry the upgrade's size.
     Box::pin(upgrade(state, parts)).await
@@ -215,6 +220,7 @@ async fn serve(
     data.insert(Connection {
         catalog: state.catalog.clone(),
         unfiltered: state.live.unfiltered.clone(),
+        unfiltered_here: Arc::new(Semaphore::new(limits.max_unfiltered_per_connection)),
         control: control.clone(),
     });
     let initialized = Arc::new(AtomicBool::new(false));

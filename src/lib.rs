@@ -1,20 +1,20 @@
 //! larder: a GraphQL product catalog whose resolvers read through a versioned cache.
 //!
-//! Layout:
-//! - `config`: every setting, read once from the environment.
-//! - `telemetry`: the tracing subscriber (compact or JSON).
-//! - `app`: `AppState`, router, start-up, graceful shutdown.
-//! - `serve`: the accept loop (header timeout, connection cap, client addresses).
-//! - `graphql`: schema, resolvers, per-request loaders, the HTTP handler.
+//! Layout, top to bottom; imports run one way, down (checked by `tests/api/layers.rs`):
+//! - `app`: start-up, the router and its middleware, the probes, the accept loop.
+//! - `seed`: the deterministic demo catalog and bulk seeding (`larder seed`).
+//! - `transport`: GraphQL over HTTP and WebSocket on `/graphql` (negotiation, persisted
+//!   queries, the response cache, limits), around the schema.
+//! - `graphql`: schema, resolvers, per-request loaders; everything through `Catalog`.
 //! - `catalog`: the use-cases; every read and write of products goes through here.
-//! - `cache`: the versioned read-through cache (Redis via fred, or in-process moka).
-//! - `db`: connection, migrations, entities and SQL queries (sea-orm).
-//! - `seed`: the deterministic demo catalog and bulk seeding.
+//! - `cache`: the versioned read-through cache (Redis via fred in `cache::redis`, or
+//!   in-process moka), behind one store interface.
+//! - `db`: connection, migrations, entities, list arguments and read queries (sea-orm).
+//! - `config`: every setting, read once from the environment.
+//! - `error`: `ErrorCode` and `AppError`, the one place that decides `extensions.code`.
+//! - `metrics`: Prometheus counters and histograms.
 //! - `web`: the dashboard's files (`frontend/`), embedded and served at `/`.
-//! - `error`: `AppError` and its GraphQL `extensions.code`.
-//! - `metrics`: Prometheus metrics, served at `/metrics`.
-//! - `overload`: shedding beyond `MAX_IN_FLIGHT` requests at once.
-//! - `net`: who is asking (the client address behind trusted proxies), per-address limits.
+//! - `telemetry`: the tracing subscriber (compact or JSON).
 pub mod app;
 pub mod cache;
 pub mod catalog;
@@ -23,9 +23,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
-pub mod net;
-pub mod overload;
 pub mod seed;
-pub mod serve;
 pub mod telemetry;
+pub mod transport;
 pub mod web;

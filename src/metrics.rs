@@ -1,7 +1,7 @@
-//! Prometheus metrics at `/metrics`: HTTP requests and latency by route and status,
-//! GraphQL operations by name and outcome, cache lookups / errors / fills /
-//! invalidations by entity kind and command latency, SQL statements and latency, the
-//! database pool, and build info. Every label has a bounded set of values: routes are
+//! Prometheus metrics (rendered at `/metrics` by `app::routes`): HTTP requests and
+//! latency by route and status, GraphQL operations by name and outcome, cache lookups /
+//! errors / fills / invalidations by entity kind and command latency, SQL statements
+//! and latency, the database pool, and build info. Every label has a bounded set of values: routes are
 //! matched paths, operation names are those the server knows (`know_operations`), no ids
 //! or query text ever become labels.
 use std::{
@@ -12,16 +12,12 @@ use std::{
 };
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::header,
+    extract::{MatchedPath, Request},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::DbBackend;
-
-use crate::app::AppState;
 
 const BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -98,35 +94,12 @@ thread_local! {
     static OPERATIONS: RefCell<HashMap<String, [Option<Counter>; 2]>> = RefCell::new(HashMap::new());
 }
 
-/// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.catalog.db();
-    let (size, idle) = match db.get_database_backend() {
-        DbBackend::Postgres => {
-            let pool = db.get_postgres_connection_pool();
-            (pool.size(), pool.num_idle() as u32)
-        }
-        DbBackend::Sqlite => {
-            let pool = db.get_sqlite_connection_pool();
-            (pool.size(), pool.num_idle() as u32)
-        }
-        _ => (0, 0),
-    };
-    gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+/// The gauges read when `/metrics` is scraped: database pool connections in use and
+/// idle, and whether the cache backend is connected.
+pub fn scrape_gauges(in_use: u32, idle: u32, backend: &'static str, connected: bool) {
+    gauge!("db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-    let cache = state.catalog.cache();
-    gauge!("cache_connected", "backend" => cache.backend()).set(if cache.is_connected() {
-        1.0
-    } else {
-        0.0
-    });
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle().render(),
-    )
+    gauge!("cache_connected", "backend" => backend).set(if connected { 1.0 } else { 0.0 });
 }
 
 /// The operation names `/metrics` may carry as labels: the dashboard's own and those

@@ -16,23 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fred::prelude::KeysInterface;
-
-use super::{Cache, CacheError, redis::RedisStore};
+use super::{Cache, CacheError};
 
 /// Bytes an entry of the local LRU is counted for beyond its text.
 const ENTRY_OVERHEAD: usize = 200;
 
-/// The bounds of the document store.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// How long a document stays registered, from its registration.
-    pub ttl: Duration,
-    /// Most documents registered at once.
-    pub max_count: u64,
-    /// Most bytes of documents registered at once.
-    pub max_bytes: u64,
-}
+/// The bounds of the document store (config's `PERSISTED_QUERY_*`).
+pub use crate::config::PersistedQueryLimits as Limits;
 
 /// What a registration did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,47 +180,6 @@ impl Registry {
                 self.bytes -= doc.len() as u64;
             }
         }
-    }
-}
-
-impl RedisStore {
-    /// The document stored under `hash`, from the node of its group.
-    pub async fn document(&self, hash: &str) -> Result<Option<String>, CacheError> {
-        let key = self.keys.document(hash);
-        let node = self.node(self.keys.group_of(&key))?;
-        let get = node.client.get::<Option<String>, _>(key);
-        self.run(&node, self.timeout, get).await
-    }
-
-    /// Registers `document` within its group's share of `limits` (`lua::REGISTER_LUA`).
-    pub async fn register_document(
-        &self,
-        hash: &str,
-        document: &str,
-        limits: Limits,
-    ) -> Result<Registration, CacheError> {
-        let key = self.keys.document(hash);
-        let group = self.keys.group_of(&key);
-        let node = self.node(group)?;
-        let share = self.keys.groups() as u64;
-        let [expiry, bytes] = self.keys.documents_index(group);
-        let args = vec![
-            hash.to_string(),
-            document.to_string(),
-            limits.ttl.as_millis().max(1).to_string(),
-            (limits.max_count / share).max(1).to_string(),
-            (limits.max_bytes / share).max(1).to_string(),
-        ];
-        let script = self.scripts.register.evalsha_with_reload::<i64, _, _>(
-            &node.client,
-            vec![key, expiry, bytes],
-            args,
-        );
-        Ok(match self.run(&node, self.timeout, script).await? {
-            1 => Registration::Stored,
-            2 => Registration::Known,
-            _ => Registration::Full,
-        })
     }
 }
 

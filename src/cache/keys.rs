@@ -11,7 +11,7 @@
 use super::stats::Kind;
 
 /// The most groups a layout may have (`Snapshot::history` is sized by it).
-pub const MAX_GROUPS: usize = 32;
+pub use crate::config::MAX_CACHE_GROUPS as MAX_GROUPS;
 
 const SLOTS: usize = 16_384;
 

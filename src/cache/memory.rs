@@ -13,7 +13,10 @@ use std::{
 
 use moka::{Expiry, future::Cache, ops::compute::Op};
 
-use super::{CacheError, Fill, Mark, Snapshot, entry};
+use super::{
+    CacheError, Fill, Mark, Snapshot, entry,
+    store::{Parts, Store},
+};
 
 /// A stored entry and how long it lives.
 #[derive(Clone)]
@@ -66,7 +69,21 @@ impl MemoryStore {
         }
     }
 
-    pub async fn read(&self, keys: &[String], counters: &[String]) -> Result<Snapshot, CacheError> {
+    #[cfg(feature = "test-hooks")]
+    pub async fn remove_for_test(&self, keys: &[String]) {
+        for k in keys {
+            self.entries.invalidate(k).await;
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn read(
+        &self,
+        keys: &[String],
+        counters: &[String],
+        _skip: u64,
+    ) -> Result<Snapshot, CacheError> {
         // Counters first: an entry read after them can only be as new or newer.
         let counters = {
             let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,7 +107,7 @@ impl MemoryStore {
         })
     }
 
-    pub async fn fill(&self, fills: &[Fill]) -> Result<u64, CacheError> {
+    async fn fill(&self, fills: &[Fill]) -> Parts<u64> {
         let mut accepted = 0;
         for f in fills {
             let new = Stored {
@@ -116,10 +133,14 @@ impl MemoryStore {
                 accepted += 1;
             }
         }
-        Ok(accepted)
+        (accepted, Vec::new())
     }
 
-    pub async fn mark(&self, marks: &[Mark], counters: &[String]) -> Result<u64, CacheError> {
+    async fn mark(
+        &self,
+        marks: &[Mark],
+        counters: &[String],
+    ) -> Result<Vec<(usize, u64)>, CacheError> {
         for m in marks {
             let new = Stored {
                 raw: m.payload().into(),
@@ -137,13 +158,11 @@ impl MemoryStore {
             *map.entry(k.clone()).or_insert_with(seed) += 1;
         }
         // No history counter: an in-process store cannot come back with older data.
-        Ok(0)
+        Ok(Vec::new())
     }
 
-    pub async fn put_many(
-        &self,
-        entries: Vec<(String, String, Duration)>,
-    ) -> Result<(), CacheError> {
+    async fn put_many(&self, entries: Vec<(String, String, Duration)>) -> Parts<u64> {
+        let n = entries.len() as u64;
         for (key, value, ttl) in entries {
             self.entries
                 .insert(
@@ -155,18 +174,19 @@ impl MemoryStore {
                 )
                 .await;
         }
-        Ok(())
+        (n, Vec::new())
     }
 
-    pub async fn bump_epoch(&self) -> Result<u64, CacheError> {
+    async fn seed_counters(&self, keys: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(keys
+            .iter()
+            .map(|k| Some(*map.entry(k.clone()).or_insert_with(seed)))
+            .collect())
+    }
+
+    async fn bump_epoch(&self) -> Result<u64, CacheError> {
         Ok(self.epoch.fetch_add(1, Ordering::SeqCst) + 1)
-    }
-
-    #[cfg(feature = "test-hooks")]
-    pub async fn remove_for_test(&self, keys: &[String]) {
-        for k in keys {
-            self.entries.invalidate(k).await;
-        }
     }
 }
 
@@ -216,15 +236,12 @@ mod tests {
         store.mark(&[mark], &[]).await.unwrap();
         // Flood the bounded store far past its capacity.
         for i in 0..2_000 {
-            store
-                .fill(&[fill(&format!("p:{}", i + 100), 1)])
-                .await
-                .unwrap();
+            store.fill(&[fill(&format!("p:{}", i + 100), 1)]).await;
         }
         store.entries.run_pending_tasks().await;
         assert!(store.entries.entry_count() <= 10);
         // A reader that loaded version 4 before the write must still be refused.
-        assert_eq!(store.fill(&[fill("p:1", 4)]).await.unwrap(), 0);
-        assert_eq!(store.fill(&[fill("p:1", 5)]).await.unwrap(), 1);
+        assert_eq!(store.fill(&[fill("p:1", 4)]).await.0, 0);
+        assert_eq!(store.fill(&[fill("p:1", 5)]).await.0, 1);
     }
 }

@@ -9,7 +9,7 @@ pub enum Kind {
     Product,
     Category,
     List,
-    /// Whole responses replayed by the response cache (`graphql::transport::responses`).
+    /// Whole responses replayed by the response cache (`transport::responses`).
     Response,
 }
 

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Cache, CacheError, Store, keys::MAX_GROUPS, timed};
+use super::{Backend, Cache, CacheError, keys::MAX_GROUPS, timed};
 
 /// One key group's trust state, all atomics (no lock is held across an await).
 struct Group {
@@ -159,7 +159,7 @@ impl Cache {
     /// store's state (replayable answers) are valid only within one session.
     pub fn session(&self) -> u64 {
         let connections = match &self.store {
-            Store::Redis(r) => r.connections(),
+            Backend::Redis(r) => r.connections(),
             _ => 0,
         };
         let errors: u64 = self.trust.error_seqs().iter().sum();
@@ -171,7 +171,7 @@ impl Cache {
     /// cannot lose data behind this process's back.
     pub async fn history(&self) -> Option<(Vec<Option<u64>>, Option<String>)> {
         match &self.store {
-            Store::Redis(r) => Some(r.history().await),
+            Backend::Redis(r) => Some(r.history().await),
             _ => None,
         }
     }
@@ -180,7 +180,7 @@ impl Cache {
     /// `history_passed`).
     pub fn sessions(&self) -> Vec<u64> {
         match &self.store {
-            Store::Redis(r) => (0..self.keys.groups()).map(|g| r.session(g)).collect(),
+            Backend::Redis(r) => (0..self.keys.groups()).map(|g| r.session(g)).collect(),
             _ => vec![0; self.keys.groups()],
         }
     }
@@ -214,7 +214,7 @@ impl Cache {
 
     fn history_checked_in(&self, group: usize) -> bool {
         match &self.store {
-            Store::Redis(r) => self.trust.checked_under(group, r.session(group)),
+            Backend::Redis(r) => self.trust.checked_under(group, r.session(group)),
             _ => true,
         }
     }
@@ -223,7 +223,7 @@ impl Cache {
     /// each group's history counter raised to its `floors` entry (Postgres's).
     pub async fn jump_epoch(&self, floors: &[u64]) -> Result<u64, CacheError> {
         match &self.store {
-            Store::Redis(r) => timed("jump", r.jump_epoch(floors)).await,
+            Backend::Redis(r) => timed("jump", r.jump_epoch(floors)).await,
             _ => Ok(0),
         }
     }
@@ -281,7 +281,7 @@ impl Cache {
     }
 
     pub(super) fn record_error(&self, mask: u64) {
-        if matches!(self.store, Store::Redis(_)) {
+        if matches!(self.store, Backend::Redis(_)) {
             self.trust.record_error(mask);
         }
     }
@@ -292,7 +292,7 @@ impl Cache {
     /// meanwhile). Returns whether no group is degraded any more.
     pub async fn resync_done(&self, seen: &[u64], pending: u64) -> bool {
         let answering = match &self.store {
-            Store::Redis(r) => r.ping().await,
+            Backend::Redis(r) => r.ping().await,
             _ => u64::MAX,
         };
         for (g, &seen) in seen.iter().enumerate() {

@@ -4,30 +4,51 @@
 //! each list counter the write can change).
 //!
 //! Layout:
-//! - `model`: the catalog's types (cached and shown), list arguments.
+//! - `model`: the catalog's types (cached and shown); list arguments from `db::lists`.
 //! - `read`: item reads through the cache, and the entry points for lists.
 //! - `pages`: the list protocol (pages tagged with list counters, single-flight).
 //! - `lists`: which list counters a page reads and a write bumps.
 //! - `write`: create, update, delete in one transaction each.
-//! - `outbox`: delivering invalidations after commit, and replaying undelivered ones.
+//! - `outbox`: delivering invalidations after commit, and replaying undelivered ones;
+//!   `delivered`: recording what Redis acknowledged (the history check's anchor).
 //! - `events`: product changes published after delivery, relayed to subscribers.
 //! - `history`: detecting a Redis that came back with older data (checked in Postgres).
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
 //! - `batch`: concurrent item reads of different ids merged into one statement.
 //! - `validate`: input rules.
+//! - `bound`: the bound on database reads (at once, waiting, per request).
+//! - `state`: what the layers above may know and do of the cache (status, counters,
+//!   clearing it, response-cache checks, persisted query documents).
 //! - `hooks`: test-only fault points (the `test-hooks` feature).
-pub mod batch;
-pub mod events;
-pub mod flight;
-pub mod history;
+mod batch;
+mod bound;
+mod delivered;
+pub(crate) mod events;
+mod flight;
+mod history;
 pub mod hooks;
-pub mod lists;
+mod lists;
 pub mod model;
-pub mod outbox;
-pub mod pages;
-pub mod read;
-pub mod validate;
-pub mod write;
+mod outbox;
+mod pages;
+mod read;
+mod state;
+pub(crate) mod validate;
+pub(crate) mod write;
+
+pub use bound::ReadBound;
+pub use read::list_name;
+pub use state::CacheStatus;
+
+/// The cache's types that the layers above hold (a request's tally, an answer's
+/// stamps, counters and their kinds, persisted query outcomes): named through the
+/// catalog, which is the only way up to the cache.
+pub use crate::cache::{
+    documents::{Lookup, Registration},
+    redis::RedisInfo,
+    stamps::Stamps,
+    stats::{Event, Kind, KindSnapshot, RequestTally},
+};
 
 use std::sync::{
     Arc,
@@ -36,7 +57,7 @@ use std::sync::{
 
 use sea_orm::DatabaseConnection;
 
-use crate::cache::{Cache, RequestTally};
+use crate::cache::Cache;
 use model::{Category, CategoryCounts, ListPage, Product};
 
 /// Most categories kept in process.
@@ -80,57 +101,8 @@ struct Inner {
     reads: ReadBound,
     /// This instance's relay of product changes to its subscribers (`events`).
     relay: events::Relay,
-}
-
-/// How many database reads run at once and how many may wait: a cache outage under load
-/// then slows requests instead of exhausting the pool (writes keep their connections);
-/// and how many statements one request may cause (`per_request`).
-pub struct ReadBound {
-    slots: tokio::sync::Semaphore,
-    size: usize,
-    /// Most reads seen running at once (for tests and the stats).
-    peak: std::sync::atomic::AtomicUsize,
-    waiting: std::sync::atomic::AtomicUsize,
-    queue: usize,
-    patience: std::time::Duration,
-    /// SQL statements one request's reads may cause (`QUERY_MAX_SQL_STATEMENTS`).
-    pub per_request: usize,
-}
-
-impl ReadBound {
-    /// `concurrency` reads at once, `queue` more waiting at most `patience` each.
-    pub fn new(concurrency: usize, queue: usize, patience: std::time::Duration) -> Self {
-        Self {
-            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
-            size: concurrency.max(1),
-            peak: Default::default(),
-            waiting: Default::default(),
-            queue,
-            patience,
-            per_request: 50,
-        }
-    }
-
-    /// The same, with at most `n` statements per request.
-    pub fn per_request(mut self, n: usize) -> Self {
-        self.per_request = n.max(1);
-        self
-    }
-}
-
-impl Default for ReadBound {
-    fn default() -> Self {
-        Self::new(8, 1024, std::time::Duration::from_millis(750))
-    }
-}
-
-/// Counts a waiting read for as long as it waits (also when its request is dropped).
-struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
+    /// Persisted query documents (APQ), in the cache's store (`state`).
+    documents: crate::cache::documents::Documents,
 }
 
 impl Catalog {
@@ -139,6 +111,22 @@ impl Catalog {
     }
 
     pub fn with_read_bound(db: DatabaseConnection, cache: Arc<Cache>, reads: ReadBound) -> Self {
+        let documents = crate::config::PersistedQueryLimits {
+            ttl: std::time::Duration::from_secs(86_400),
+            max_count: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+        };
+        Self::with_limits(db, cache, reads, documents)
+    }
+
+    /// A catalog on `db` and `cache`, its database reads within `reads`, and its
+    /// persisted query documents within `documents`.
+    pub fn with_limits(
+        db: DatabaseConnection,
+        cache: Arc<Cache>,
+        reads: ReadBound,
+        documents: crate::config::PersistedQueryLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -157,7 +145,28 @@ impl Catalog {
                 outbox_wake: Default::default(),
                 reads,
                 relay: Default::default(),
+                documents: crate::cache::documents::Documents::new(documents),
             }),
+        }
+    }
+
+    /// Starts what runs for the life of the app: the relay of product changes, and
+    /// with a shared cache the outbox replayer and the history checker; then waits
+    /// (briefly) until the shared cache's feed is up and its history checked, so the
+    /// first requests find it trusted.
+    pub async fn start_background_work(&self) {
+        self.spawn_change_relay();
+        if self.cache().backend() == "redis" {
+            self.cache()
+                .feed
+                .wait_up(std::time::Duration::from_secs(2))
+                .await;
+            self.spawn_outbox_replayer();
+            self.spawn_history_checker();
+            // Reads use Redis only once its history is checked: wait for that too.
+            self.cache()
+                .wait_trusted(std::time::Duration::from_secs(2))
+                .await;
         }
     }
 
@@ -205,63 +214,5 @@ impl Catalog {
     /// SQL statements sent by this process since it started.
     pub fn sql_total(&self) -> u64 {
         self.inner.sql_total.load(Relaxed)
-    }
-
-    /// Runs one read statement within the read bound, counting it against the request
-    /// and the process and timing it for the metrics. Past the bound (a full queue, or
-    /// no slot within the patience) it fails with `error::READ_QUEUE_FULL`, which the
-    /// client sees as `OVERLOADED`.
-    async fn read_sql<T>(
-        &self,
-        tally: &RequestTally,
-        statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
-    ) -> Result<T, sea_orm::DbErr> {
-        let _slot = self.read_slot().await?;
-        self.counted_sql(tally, statement).await
-    }
-
-    /// Runs one read statement (its read slot already held), counted and timed.
-    async fn counted_sql<T>(
-        &self,
-        tally: &RequestTally,
-        statement: impl Future<Output = Result<T, sea_orm::DbErr>>,
-    ) -> Result<T, sea_orm::DbErr> {
-        self.hooks().before_read().await;
-        tally.sql();
-        self.inner.sql_total.fetch_add(1, Relaxed);
-        let started = std::time::Instant::now();
-        let result = statement.await;
-        crate::metrics::sql_statement("read", started.elapsed().as_secs_f64());
-        result
-    }
-
-    /// Most database reads this process ran at once.
-    pub fn db_read_peak(&self) -> usize {
-        self.inner.reads.peak.load(Relaxed)
-    }
-
-    async fn read_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, sea_orm::DbErr> {
-        let b = &self.inner.reads;
-        let running = |slot| {
-            b.peak
-                .fetch_max(b.size - b.slots.available_permits(), Relaxed);
-            slot
-        };
-        if let Ok(slot) = b.slots.try_acquire() {
-            return Ok(running(slot));
-        }
-        let refused = || {
-            crate::metrics::db_read_refused();
-            sea_orm::DbErr::Custom(crate::error::READ_QUEUE_FULL.into())
-        };
-        if b.waiting.fetch_add(1, Relaxed) >= b.queue {
-            b.waiting.fetch_sub(1, Relaxed);
-            return Err(refused());
-        }
-        let _waiting = Waiting(&b.waiting);
-        match tokio::time::timeout(b.patience, b.slots.acquire()).await {
-            Ok(Ok(slot)) => Ok(running(slot)),
-            _ => Err(refused()),
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! The catalog's own types: what the cache stores (serde), what the GraphQL layer
-//! shows, and the normalised arguments of a product list. Entities stay in `db`.
+//! The catalog's own types: what the cache stores (serde) and what the GraphQL layer
+//! shows; the normalised arguments of a product list come from `db::lists`. Entities
+//! stay in `db`.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -51,51 +52,11 @@ impl From<category::Model> for Category {
     }
 }
 
-/// Filters of `products(filter:)`, already validated.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub struct ProductFilter {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category_id: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_price_cents: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_price_cents: Option<i64>,
-    /// Lower-cased, trimmed substring of the name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_stock: Option<bool>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub enum OrderField {
-    Id,
-    Name,
-    Price,
-    CreatedAt,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub struct ProductOrder {
-    pub field: OrderField,
-    pub descending: bool,
-}
-
-/// The sort value a cursor resumes after.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub enum SortValue {
-    Int(i64),
-    Text(String),
-    Time(DateTime<Utc>),
-}
-
-/// A keyset position: the row's sort value and id, for one order field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub struct Cursor {
-    pub field: OrderField,
-    pub value: SortValue,
-    pub id: i32,
-}
+// The list arguments are the database's types (its queries read them); the catalog
+// names them too.
+pub use crate::db::lists::{
+    Cursor, OrderField, ProductFilter, ProductOrder, ProductQuery, SortValue,
+};
 
 impl Cursor {
     /// The position just after `p` in `field` order.
@@ -112,15 +73,6 @@ impl Cursor {
             id: p.id,
         }
     }
-}
-
-/// One page request of `products`, normalised: it is also the list's cache key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub struct ProductQuery {
-    pub filter: ProductFilter,
-    pub order: ProductOrder,
-    pub first: u64,
-    pub after: Option<Cursor>,
 }
 
 /// What a cached list page holds: ids and counts, never item data.

@@ -1,8 +1,11 @@
-//! Postgres and SQLite through sea-orm: connecting (with migrations), the entities, and
-//! the queries. Everything here takes `&impl ConnectionTrait`, so the same query runs on
-//! a pool or inside a use-case's transaction. No cache logic lives here.
-pub mod entities;
-pub mod queries;
+//! Postgres and SQLite through sea-orm: connecting (with migrations), the entities, the
+//! arguments of a product list (`lists`), and the read queries (`queries`; the write
+//! statements live with the use-case that runs them, `catalog::write`). Everything here
+//! takes `&impl ConnectionTrait`, so the same query runs on a pool or inside a
+//! transaction. No cache logic lives here.
+pub(crate) mod entities;
+pub(crate) mod lists;
+pub(crate) mod queries;
 
 use std::time::Duration;
 

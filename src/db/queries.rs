@@ -1,5 +1,7 @@
-//! Every SQL statement larder sends, each a function taking `&impl ConnectionTrait` so
-//! it runs on the pool or inside a write transaction alike. Callers count statements.
+//! The read statements of the catalog (and the category lookup writes use), each a
+//! function taking `&impl ConnectionTrait` so it runs on the pool or inside a write
+//! transaction alike. Callers count statements. The writes' own statements live in
+//! `catalog::write`.
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, JoinType, Order, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, RelationDef,
@@ -7,7 +9,7 @@ use sea_orm::{
 };
 
 use super::entities::{category, product};
-use crate::catalog::model::{OrderField, ProductFilter, ProductQuery, SortValue};
+use super::lists::{OrderField, ProductFilter, ProductQuery, SortValue};
 
 pub async fn products_by_ids(
     db: &impl ConnectionTrait,

@@ -16,7 +16,8 @@ use async_graphql::{
 pub const MAX_EXPANDED_FIELDS: usize = 10_000;
 
 /// Deepest bracket nesting (`{`, `[`, `(`) a query text may have. The parser recurses
-/// once per level; this bound keeps it far from the end of a 2 MiB worker stack.
+/// once per level; this bound keeps it far from the end of a worker's stack (the
+/// binary gives each 16 MiB, `main.rs`; even 2 MiB would hold it).
 pub const MAX_NESTING: usize = 128;
 
 /// A linear scan of the raw text, before parsing: `Err` when brackets nest deeper than

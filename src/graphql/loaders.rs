@@ -31,9 +31,8 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::{
-    cache::RequestTally,
     catalog::{
-        Catalog,
+        Catalog, RequestTally,
         model::{Category, CategoryCounts, ListPage, Product, ProductQuery},
     },
     error::AppError,

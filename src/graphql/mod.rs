@@ -1,24 +1,26 @@
-//! The GraphQL layer: schema, resolvers, per-request loaders, and the HTTP handler.
-//! It never speaks SQL or Redis; everything goes through `Catalog`.
+//! The GraphQL layer: schema, resolvers, per-request loaders. It never speaks SQL or
+//! Redis, nor reaches the cache around `Catalog`: everything goes through `Catalog`.
+//! (The HTTP and WebSocket transport that runs it is `crate::transport`.)
 //!
 //! Layout:
 //! - `query`, `mutation`, `subscription`: root fields.
 //! - `types`, `scalars`, `stats`: object, input and scalar types.
+//! - `connection`: `products(...)` as a Relay connection (pages, cursors, prefetch).
+//! - `cost`: what a field costs in a query's complexity (SQL statements priced in).
 //! - `performance`: the `cachePerformance` comparison.
 //! - `loaders`: per-request DataLoaders and `RequestContext`.
-//! - `transport`: POST/GET `/graphql` (negotiation, guards, answers, GraphiQL) and its
-//!   WebSocket upgrade (subscriptions).
 //! - `guard`: the fragment-expansion check that runs before async-graphql's.
-pub mod guard;
-pub mod loaders;
-pub mod mutation;
-pub mod performance;
-pub mod query;
-pub mod scalars;
-pub mod stats;
-pub mod subscription;
-pub mod transport;
-pub mod types;
+mod connection;
+mod cost;
+pub(crate) mod guard;
+pub(crate) mod loaders;
+pub(crate) mod mutation;
+pub(crate) mod performance;
+pub(crate) mod query;
+pub(crate) mod scalars;
+pub(crate) mod stats;
+pub(crate) mod subscription;
+pub(crate) mod types;
 
 use async_graphql::{SDLExportOptions, Schema};
 

@@ -90,16 +90,10 @@ impl Mutation {
     /// Redis are untouched; no FLUSHDB, no SCAN).
     async fn clear_cache(&self, ctx: &Context<'_>) -> async_graphql::Result<ClearCacheResult> {
         admin(ctx)?;
-        let cache = request(ctx)?.catalog.cache();
-        let epoch = match cache.clear().await {
-            Ok(epoch) => epoch,
-            Err(e) => {
-                cache.log_error(&e);
-                return Err(AppError::CacheUnavailable.into());
-            }
-        };
+        let catalog = &request(ctx)?.catalog;
+        let epoch = catalog.clear_cache().await?;
         Ok(ClearCacheResult {
-            backend: cache.backend().into(),
+            backend: catalog.cache_status().backend.into(),
             cleared: epoch.is_some(),
             epoch,
         })
@@ -109,7 +103,7 @@ impl Mutation {
     async fn reset_cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStatsView> {
         admin(ctx)?;
         let catalog = &request(ctx)?.catalog;
-        catalog.cache().stats.reset();
+        catalog.reset_cache_stats();
         Ok(CacheStatsView::read(catalog).await)
     }
 }

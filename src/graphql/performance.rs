@@ -144,7 +144,7 @@ async fn execute(
     schema: &AppSchema,
     catalog: &Catalog,
     query: &str,
-) -> Result<(async_graphql::Response, Arc<crate::cache::RequestTally>), AppError> {
+) -> Result<(async_graphql::Response, Arc<crate::catalog::RequestTally>), AppError> {
     let ctx = RequestContext::new(catalog, false);
     let tally = ctx.tally.clone();
     let resp = schema

@@ -2,11 +2,12 @@
 use async_graphql::{Context, ID, Object};
 
 use super::{
+    cost::{list_cost, page_cost},
     performance::{PerformanceReport, PerformanceScenario},
     stats::CacheStatsView,
     types::{
-        Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, list_cost,
-        page_cost, parse_id, request,
+        Category, MAX_FIRST, Product, ProductConnection, ProductFilter, ProductOrder, parse_id,
+        request,
     },
 };
 use crate::error::AppError;

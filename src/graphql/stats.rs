@@ -1,7 +1,7 @@
 //! The `cacheStats` view: counters per entity kind, totals, and the backend's state.
 use async_graphql::SimpleObject;
 
-use crate::{cache::stats::KindSnapshot, catalog::Catalog};
+use crate::catalog::{Catalog, KindSnapshot};
 
 /// Counters for one kind of cache entry.
 #[derive(SimpleObject)]
@@ -65,8 +65,7 @@ pub struct CacheStatsView {
 
 impl CacheStatsView {
     pub async fn read(catalog: &Catalog) -> Self {
-        let cache = catalog.cache();
-        let kinds = cache.stats.snapshot();
+        let kinds = catalog.cache_counters();
         let total = kinds.iter().filter(|k| k.kind != "response").fold(
             KindSnapshot::default(),
             |mut t, k| {
@@ -76,14 +75,14 @@ impl CacheStatsView {
                 t
             },
         );
-        let redis = cache.redis_info().await.map(|i| RedisServerInfo {
+        let redis = catalog.redis_info().await.map(|i| RedisServerInfo {
             version: i.version,
             used_memory_bytes: i.used_memory_bytes,
             connected_clients: i.connected_clients,
         });
         Self {
-            backend: cache.backend().into(),
-            connected: cache.is_connected(),
+            backend: catalog.cache_status().backend.into(),
+            connected: catalog.cache_status().connected,
             hits: total.hits,
             misses: total.misses,
             hit_rate: total.hit_rate(),

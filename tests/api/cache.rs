@@ -11,8 +11,8 @@ use futures::future::join_all;
 use larder::{
     cache::Kind,
     catalog::{
+        list_name,
         model::{OrderField, ProductOrder, ProductQuery},
-        read::list_name,
     },
 };
 use serde_json::{Value, json};

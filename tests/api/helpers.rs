@@ -255,7 +255,7 @@ pub async fn start(backend: &Backend, mut settings: HashMap<String, String>) -> 
     crate::logs::init(&settings["RUST_LOG"]);
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let catalog = app.state().catalog.clone();
+    let catalog = app.catalog().clone();
     // Redis connects in the background; give it a moment so tests start warm-capable.
     // (Tests of a Redis that is down simply find it still disconnected after this.)
     for _ in 0..60 {

@@ -513,8 +513,7 @@ async fn ready_asks_the_database_at_most_once_a_second() {
 
 #[tokio::test]
 async fn persisted_query_registrations_are_limited_per_client_address() {
-    use sha2::{Digest, Sha256};
-    let hash = |q: &str| format!("{:x}", Sha256::digest(q.as_bytes()));
+    let hash = crate::persisted::sha256;
     for trusted in [false, true] {
         let mut settings = vec![("PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE", "3")];
         if trusted {
@@ -575,7 +574,7 @@ async fn a_generated_admin_token_is_never_logged() {
     let config = larder::config::Config::from_lookup(|k| settings.get(k).cloned()).unwrap();
     crate::logs::init("warn");
     let app = larder::app::Application::build(config).await.unwrap();
-    let token = app.state().admin_token.clone();
+    let token = app.admin_token().to_string();
     let port = app.port();
     let server = tokio::spawn(async move {
         let _ = app.run_until(std::future::pending()).await;

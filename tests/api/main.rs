@@ -12,6 +12,7 @@ mod fuzz;
 mod helpers;
 mod hostile;
 mod http;
+mod layers;
 mod limits;
 mod lists;
 mod live;

@@ -10,8 +10,10 @@ use crate::helpers::{
 
 const PRODUCT: &str = "query P($id: ID!) { product(id: $id) { id name } }";
 
+/// The SHA-256 of a document as APQ clients compute it (64 lowercase hex digits).
 pub fn sha256(doc: &str) -> String {
-    larder::graphql::transport::persisted::sha256_hex(doc)
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(doc.as_bytes()))
 }
 
 fn extension(hash: &str) -> Value {

@@ -15,11 +15,8 @@ use std::{
 
 use fred::{prelude::*, types::scripts::Script};
 
-use super::{
-    CacheError,
-    keys::Keys,
-    route::{Node, Routes},
-};
+use super::routes::{Node, Routes};
+use crate::cache::{CacheError, keys::Keys};
 
 /// For the life of the store: on a cluster, maps the groups to masters at once and then
 /// every second (and at once after a reconnect, which may follow a failover); after a

@@ -11,7 +11,7 @@
 //! - A document with its hash: the hash must be the document's SHA-256
 //!   (`PERSISTED_QUERY_HASH_MISMATCH` otherwise); the request runs, and once it has
 //!   passed every check (not a GET mutation, the document guards, parsing and
-//!   validation) the document is registered (`cache::documents`): junk never fills the
+//!   validation) the document is registered (`Catalog::register_document`): junk never fills the
 //!   store, and no client address registers more than its share a minute. A refused registration (the store is at its bounds, or unreachable) does not
 //!   fail the request, whose client sent all it needs: the answer reports the refusal in
 //!   `extensions.persistedQuery`.
@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 
 use super::{negotiate::Media, respond::Rejection};
 use crate::{
-    app::AppState,
-    cache::documents::{Lookup, Registration},
+    catalog::{Lookup, Registration},
     error::ErrorCode,
+    transport::Endpoint,
 };
 
 /// Whether a raw request (a POST body, a GET query string) may carry a persisted
@@ -92,14 +92,14 @@ pub struct Pending {
 /// hash, or checks the hash of the document sent with one (`Some(Pending)`: register it
 /// with `register` once the request has passed every check).
 pub async fn resolve(
-    state: &AppState,
+    state: &Endpoint,
     request: &mut async_graphql::Request,
     media: Media,
 ) -> Result<Option<Pending>, Rejection> {
     let Some(extension) = request.extensions.0.remove("persistedQuery") else {
         return Ok(None);
     };
-    if !state.config.persisted_queries {
+    if !state.settings.persisted_queries {
         count("not_supported");
         return Err(rejection(
             ErrorCode::PersistedQueryNotSupported,
@@ -114,7 +114,7 @@ pub async fn resolve(
     if request.query.is_empty() {
         // Boxed: the store's read is a large future (about 21 KB), and unboxed it would
         // make every GET and POST handler future that large, replays included.
-        let lookup = Box::pin(state.documents.lookup(state.catalog.cache(), &hash));
+        let lookup = Box::pin(state.catalog.persisted_document(&hash));
         return match lookup.await {
             Lookup::Found(document, local) => {
                 count(if local { "found_local" } else { "found_shared" });
@@ -152,21 +152,20 @@ pub async fn resolve(
 /// registered. Each client address may register `PERSISTED_QUERY_REGISTRATIONS_PER_MINUTE`
 /// documents a minute, so no one client fills the store for everyone.
 pub async fn register(
-    state: &AppState,
+    state: &Endpoint,
     pending: Pending,
     client: std::net::IpAddr,
 ) -> Option<Refused> {
-    let cache = state.catalog.cache();
+    let catalog = &state.catalog;
     if !state.registrations.allow(client) {
         count("refused_rate");
-        cache.log_once_a_second(|| {
+        catalog.log_once_a_second(|| {
             tracing::warn!(%client, "persisted query not registered: this client's registrations per minute are spent")
         });
         return Some(Refused::RateLimited);
     }
-    match state
-        .documents
-        .register(cache, &pending.hash, &pending.document)
+    match catalog
+        .register_document(&pending.hash, &pending.document)
         .await
     {
         Registration::Stored => {
@@ -180,9 +179,9 @@ pub async fn register(
         Registration::Full => {
             count("refused_full");
             // Counted, and logged at most once a second: anonymous clients can repeat it.
-            cache.log_once_a_second(|| {
+            catalog.log_once_a_second(|| {
                 tracing::warn!(
-                    limits = ?state.documents.limits(),
+                    limits = ?catalog.document_limits(),
                     "persisted query not registered: the store is at its bounds"
                 )
             });

@@ -1,6 +1,6 @@
 //! The response cache: repeated reads skip GraphQL execution. An entry is the
 //! serialized `data` of a successful query plus the stamps its execution read (see
-//! `cache::stamps`); it lives in this process (moka, bounded by bytes). A request whose
+//! `catalog::Stamps`); it lives in this process (moka, bounded by bytes). A request whose
 //! key matches an entry re-reads those stamps in one cache round trip and gets the
 //! stored bytes only if every one is unchanged; otherwise it executes as usual and its
 //! answer replaces the entry. It is exactly as fresh as the entity cache: a write that
@@ -18,8 +18,8 @@ use moka::ops::compute::Op;
 
 use super::{execute::Method, negotiate::Media, respond};
 use crate::{
-    app::AppState,
-    cache::{Event, Kind, RequestTally, stamps::Stamps},
+    catalog::{Event, Kind, RequestTally, Stamps},
+    transport::Endpoint,
 };
 
 /// Largest `data` stored; larger answers are not worth the memory.
@@ -88,18 +88,17 @@ impl ResponseCache {
 
 /// The stored answer for `key`, if there is one and every stamp it was built from still
 /// holds. A stale entry is dropped.
-pub async fn replay(state: &AppState, key: &Key, media: Media, method: Method) -> Option<Response> {
+pub async fn replay(state: &Endpoint, key: &Key, media: Media, method: Method) -> Option<Response> {
     let entries = state.responses.entries.as_ref()?;
-    let stats = &state.catalog.cache().stats;
+    let catalog = &state.catalog;
     let Some(stored) = entries.get(key) else {
-        stats.add(Kind::Response, Event::Miss, 1);
+        catalog.count(Kind::Response, Event::Miss, 1);
         return None;
     };
-    let cache = state.catalog.cache();
     let tally = RequestTally::default();
-    let holds = cache.session() == stored.session
-        && cache.validate(&stored.stamps, &tally).await
-        && cache.session() == stored.session;
+    let holds = catalog.cache_session() == stored.session
+        && catalog.still_valid(&stored.stamps, &tally).await
+        && catalog.cache_session() == stored.session;
     if !holds {
         // Only this entry: a fresher one stored meanwhile by another request stays.
         entries
@@ -108,11 +107,11 @@ pub async fn replay(state: &AppState, key: &Key, media: Media, method: Method) -
                 Some(e) if Arc::ptr_eq(e.value(), &stored) => Op::Remove,
                 _ => Op::Nop,
             });
-        stats.add(Kind::Response, Event::Invalidation, 1);
-        stats.add(Kind::Response, Event::Miss, 1);
+        catalog.count(Kind::Response, Event::Invalidation, 1);
+        catalog.count(Kind::Response, Event::Miss, 1);
         return None;
     }
-    stats.add(Kind::Response, Event::Hit, 1);
+    catalog.count(Kind::Response, Event::Hit, 1);
     tally.hit(Kind::Response, 1);
     crate::metrics::graphql_operation(stored.operation.as_deref(), true);
     Some(respond::replayed(

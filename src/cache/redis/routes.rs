@@ -19,7 +19,7 @@ use fred::{
     types::{cluster::ClusterRouting, config::Server},
 };
 
-use super::{CacheError, keys::Keys};
+use crate::cache::{CacheError, keys::Keys};
 
 /// One Redis server and the clients talking to it.
 pub struct Node {

@@ -16,10 +16,10 @@ use super::{
     respond::Rejection,
     responses,
 };
-use crate::{app::AppState, error::ErrorCode};
+use crate::{error::ErrorCode, transport::Endpoint};
 
 pub async fn post(
-    State(state): State<AppState>,
+    State(state): State<Endpoint>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

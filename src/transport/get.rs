@@ -22,10 +22,10 @@ use super::{
     respond::Rejection,
     responses,
 };
-use crate::{app::AppState, error::ErrorCode, graphql::guard};
+use crate::{error::ErrorCode, graphql::guard, transport::Endpoint};
 
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Endpoint>,
     peer: Option<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -51,7 +51,7 @@ pub async fn get(
         && !params.contains_key("extensions")
         && negotiate::wants_html(&headers)
     {
-        return playground::page(state.config.introspection);
+        return playground::page(state.settings.introspection);
     }
     let Some(media) = negotiate::negotiate(&headers) else {
         return not_acceptable();

@@ -15,10 +15,10 @@ use super::{
     responses::{Key, Stored},
 };
 use crate::{
-    app::AppState,
-    cache::{Event, Kind, RequestTally},
+    catalog::{Event, Kind, RequestTally},
     error::ErrorCode,
     graphql::{guard, loaders::RequestContext},
+    transport::Endpoint,
 };
 
 /// How the request arrived; GET answers may be cached by HTTP caches.
@@ -40,8 +40,8 @@ pub struct Caller {
 
 impl Caller {
     /// The client this request speaks for, behind trusted proxies.
-    pub fn client(&self, state: &AppState, headers: &HeaderMap) -> std::net::IpAddr {
-        crate::net::client_address(self.peer, headers, &state.config.trusted_proxies)
+    pub fn client(&self, state: &Endpoint, headers: &HeaderMap) -> std::net::IpAddr {
+        super::client::client_address(self.peer, headers, &state.settings.trusted_proxies)
     }
 }
 
@@ -49,7 +49,7 @@ impl Caller {
 /// is boxed: otherwise each handler future, a replay's included, would carry that size
 /// and be moved with it (memmove was 8% of a replayed read's CPU).
 pub async fn execute(
-    state: &AppState,
+    state: &Endpoint,
     headers: &HeaderMap,
     request: async_graphql::Request,
     caller: Caller,
@@ -75,7 +75,7 @@ const HEAVY_DOCUMENT_BYTES: usize = 4 * 1024;
 /// (`AppState::heavy`): long documents take at most one core from everything else, and
 /// queue (within their timeout) when they come faster than that.
 async fn heavy(
-    state: &AppState,
+    state: &Endpoint,
     headers: &HeaderMap,
     request: async_graphql::Request,
     caller: Caller,
@@ -83,7 +83,7 @@ async fn heavy(
     pending: Option<Pending>,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let timeout = state.config.request_timeout;
+    let timeout = state.settings.request_timeout;
     let timed_out = || {
         Rejection::new(
             ErrorCode::Timeout,
@@ -114,7 +114,7 @@ async fn heavy(
 }
 
 async fn run(
-    state: &AppState,
+    state: &Endpoint,
     headers: &HeaderMap,
     mut request: async_graphql::Request,
     caller: Caller,
@@ -128,12 +128,12 @@ async fn run(
     };
     let ctx = RequestContext::new(&state.catalog, caller.admin);
     let tally = ctx.tally.clone();
-    let session = state.catalog.cache().session();
+    let session = state.catalog.cache_session();
     let operation = request.operation_name.clone();
     // Dropping the future on timeout cancels the work (queries, loaders) at its next
     // await; writes run in tasks of their own and finish (see `catalog::write`).
     let execution = tokio::time::timeout(
-        state.config.request_timeout,
+        state.settings.request_timeout,
         state
             .schema
             .execute(request.data(ctx).data(state.schema.clone())),
@@ -203,9 +203,9 @@ struct Built<'a> {
 /// Stores a query's answer for replay, unless it read a `no-cache` field, a read went
 /// around the cache (then its stamps cannot vouch for it), or the cache session changed
 /// while it ran.
-fn keep(state: &AppState, key: Key, built: Built<'_>, tally: &RequestTally, is_get: bool) {
-    let cache = state.catalog.cache();
-    if built.response.cache_control.max_age == -1 || cache.session() != built.session {
+fn keep(state: &Endpoint, key: Key, built: Built<'_>, tally: &RequestTally, is_get: bool) {
+    let catalog = &state.catalog;
+    if built.response.cache_control.max_age == -1 || catalog.cache_session() != built.session {
         return;
     }
     let Some(stamps) = tally.stamps.take() else {
@@ -221,7 +221,7 @@ fn keep(state: &AppState, key: Key, built: Built<'_>, tally: &RequestTally, is_g
             session: built.session,
         },
     );
-    cache.stats.add(Kind::Response, Event::Fill, 1);
+    catalog.count(Kind::Response, Event::Fill, 1);
 }
 
 /// The guards async-graphql's own checks cannot replace: a linear nesting scan before

@@ -10,7 +10,7 @@ use axum::{
 };
 
 use super::negotiate::Media;
-use crate::{cache::RequestTally, error::ErrorCode};
+use crate::{catalog::RequestTally, error::ErrorCode};
 
 /// An error that ends a request before (or instead of) execution, still in GraphQL's
 /// response shape with an `extensions.code`.
@@ -206,5 +206,78 @@ pub fn mask_errors(errors: &mut [ServerError], request_id: &str) {
             ext.set("requestId", request_id);
         }
         ext.set("code", code.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::{ErrorCode, INPUT_ERROR_PREFIXES};
+    use serde_json::json;
+
+    /// async-graphql's own input errors carry no code. Those raised while executing
+    /// have a path and must keep a prefix of `INPUT_ERROR_PREFIXES`, or an upgrade would
+    /// turn user errors into masked `INTERNAL_SERVER_ERROR`s unnoticed; those raised in
+    /// validation have none and are `GRAPHQL_VALIDATION_FAILED` whatever they say.
+    #[tokio::test]
+    async fn async_graphql_input_error_messages_keep_their_prefixes() {
+        let schema = crate::graphql::build_schema(&Default::default());
+
+        let filter = "query($f: ProductFilter) { products(filter: $f) { totalCount } }";
+        let cases = [
+            // (query, variables, prefix of the message, raised while executing)
+            (
+                r#"{ products(filter: { minPrice: "abc" }) { totalCount } }"#,
+                json!({}),
+                "Failed to parse",
+                true,
+            ),
+            (
+                filter,
+                json!({ "f": { "minPrice": "1.2.3" } }),
+                "Failed to parse",
+                true,
+            ),
+            (
+                filter,
+                json!({ "f": { "minPrice": [1] } }),
+                "Expected input type",
+                true,
+            ),
+            (filter, json!({ "f": 3 }), "Expected input type", true),
+            (
+                filter,
+                json!({ "f": { "bogus": 1 } }),
+                "Invalid value",
+                false,
+            ),
+            (
+                "query($f: Int!) { products(first: $f) { totalCount } }",
+                json!({}),
+                "Variable ",
+                false,
+            ),
+        ];
+        for (query, variables, prefix, executing) in cases {
+            let request = async_graphql::Request::new(query)
+                .variables(async_graphql::Variables::from_json(variables.clone()));
+            let response = schema.execute(request).await;
+            let e = response
+                .errors
+                .first()
+                .unwrap_or_else(|| panic!("{query} {variables}: no error"));
+            assert!(INPUT_ERROR_PREFIXES.contains(&prefix));
+            assert!(
+                e.message.starts_with(prefix) && e.path.is_empty() != executing,
+                "{query} {variables}: {:?} (path {:?}); expected {prefix:?}, executing: {executing}",
+                e.message,
+                e.path
+            );
+            let expected = if executing {
+                ErrorCode::BadUserInput
+            } else {
+                ErrorCode::GraphqlValidationFailed
+            };
+            assert_eq!(ErrorCode::classify(&e.message, executing), expected);
+        }
     }
 }

@@ -17,9 +17,10 @@ use larder::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    OwnRedis, TestApp, each_backend, pause_first_fill, post_value, redis_backend, spawn_app,
-    spawn_app_with, spawn_sibling, start,
+use crate::fixtures::{OwnRedis, pause_first_fill};
+use crate::harness::{
+    TestApp, each_backend, post_value, redis_backend, spawn_app, spawn_app_with, spawn_sibling,
+    start,
 };
 
 #[tokio::test]
@@ -540,13 +541,13 @@ async fn a_fill_over_a_tombstone_keeps_the_tombstones_remaining_life() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_of_a_group_reach_redis_as_fewer_mgets() {
-    let Some(b) = crate::helpers::redis_backend("concurrent_reads_merge") else {
+    let Some(b) = crate::harness::redis_backend("concurrent_reads_merge") else {
         return;
     };
-    let redis = crate::helpers::OwnRedis::start(crate::helpers::OwnRedis::free_port()).await;
+    let redis = crate::fixtures::OwnRedis::start(crate::fixtures::OwnRedis::free_port()).await;
     let url = redis.url();
     // No response cache: every request reads its product through the item cache.
-    let app = crate::helpers::spawn_app_with(
+    let app = crate::harness::spawn_app_with(
         &b,
         &[
             ("REDIS_URL", url.as_str()),
@@ -561,14 +562,14 @@ async fn concurrent_reads_of_a_group_reach_redis_as_fewer_mgets() {
     for id in &ids {
         app.product(id).await.ok();
     }
-    crate::helpers::cli(redis.port, &["CONFIG", "RESETSTAT"]);
+    crate::fixtures::cli(redis.port, &["CONFIG", "RESETSTAT"]);
     let reads = ids.iter().map(|id| app.product(id));
     let answers = futures::future::join_all(reads).await;
     for (r, id) in answers.iter().zip(&ids) {
         assert_eq!(r.ok()["product"]["id"], id.as_str());
         assert_eq!(r.sql(), 0, "a hit: {}", r.cache());
     }
-    let stats = crate::helpers::cli(redis.port, &["INFO", "commandstats"]);
+    let stats = crate::fixtures::cli(redis.port, &["INFO", "commandstats"]);
     let mgets: u64 = stats
         .lines()
         .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))

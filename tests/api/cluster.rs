@@ -8,7 +8,8 @@
 use serde_json::json;
 
 use crate::{
-    helpers::{OwnCluster, TestApp, redis_backend, spawn_app_with, spawn_sibling},
+    fixtures::OwnCluster,
+    harness::{TestApp, redis_backend, spawn_app_with, spawn_sibling},
     persisted::sha256,
 };
 
@@ -161,7 +162,7 @@ async fn with_wait_replicas_a_write_returns_delivered_once_each_touched_node_rep
 fn cli_c(port: u16, args: &[&str]) -> String {
     let mut all = vec!["-c"];
     all.extend_from_slice(args);
-    crate::helpers::cli(port, &all).trim_end().to_string()
+    crate::fixtures::cli(port, &all).trim_end().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +233,7 @@ async fn a_killed_master_sends_only_its_own_keys_to_the_database_until_its_repli
         let key = keys.item(larder::cache::Kind::Product, id.parse().unwrap());
         *masters
             .iter()
-            .find(|&&p| crate::helpers::cli(p, &["exists", &key]).trim() == "1")
+            .find(|&&p| crate::fixtures::cli(p, &["exists", &key]).trim() == "1")
             .expect("some master holds it")
     };
     let owners: Vec<u16> = ids.iter().map(owner).collect();

@@ -6,7 +6,8 @@ use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnRedis, TestApp, redis_backend, spawn_app_with, spawn_sibling};
+use crate::fixtures::OwnRedis;
+use crate::harness::{TestApp, redis_backend, spawn_app_with, spawn_sibling};
 
 const ITEM: &str = "query($id: ID!) { product(id: $id) { version stockQuantity } }";
 

@@ -4,7 +4,7 @@
 //! documented status, no error may be internal, and the server must stay up.
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TOKEN, spawn_app};
+use crate::harness::{Backend, TOKEN, spawn_app};
 
 /// The seed module's splitmix64: deterministic, so a failure reproduces from its case number.
 struct Rng(larder::seed::Rng);
@@ -326,8 +326,8 @@ const SITES: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn numeric_extremes_in_every_argument_get_clean_answers() {
-    crate::helpers::each_backend(|b| async move {
-        let app = crate::helpers::spawn_app(&b).await;
+    crate::harness::each_backend(|b| async move {
+        let app = crate::harness::spawn_app(&b).await;
         app.create("Seed", "1.00", "C", 1).await;
         let url = format!("{}/graphql", app.base);
         let mut cases = 0;
@@ -375,7 +375,7 @@ async fn numeric_extremes_in_every_argument_get_clean_answers() {
 
 /// One request: a JSON answer with a documented status, never an internal error or a
 /// dropped connection.
-async fn check(app: &crate::helpers::TestApp, url: &str, body: Value, case: &str) {
+async fn check(app: &crate::harness::TestApp, url: &str, body: Value, case: &str) {
     let resp = app
         .client
         .post(url)

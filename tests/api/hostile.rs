@@ -14,8 +14,9 @@ use std::{
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{
-    Backend, OwnRedis, TestApp, backends, each_backend, redis_backend, spawn_app, spawn_app_with,
+use crate::fixtures::OwnRedis;
+use crate::harness::{
+    Backend, TestApp, backends, each_backend, redis_backend, spawn_app, spawn_app_with,
     spawn_sibling,
 };
 
@@ -284,7 +285,7 @@ async fn cache_stats_asks_redis_at_most_once_a_second_whatever_the_aliases() {
     };
     let app = spawn_app(&b).await;
     let info_calls = || {
-        crate::helpers::cli(redis.port, &["info", "commandstats"])
+        crate::fixtures::cli(redis.port, &["info", "commandstats"])
             .lines()
             .find_map(|l| l.strip_prefix("cmdstat_info:calls="))
             .and_then(|v| v.split(',').next())

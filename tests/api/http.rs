@@ -1,7 +1,7 @@
 //! The HTTP transport: GET and POST, media types, GraphiQL, health and readiness.
 use serde_json::json;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::harness::{Backend, spawn_app};
 
 #[tokio::test]
 async fn get_executes_queries_and_refuses_mutations() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::harness::{Backend, TestApp, spawn_app, spawn_app_with};
 
 async fn post_raw(app: &TestApp, query: &str) -> (u16, Value) {
     let r = app
@@ -14,7 +14,7 @@ async fn post_raw(app: &TestApp, query: &str) -> (u16, Value) {
         .post(format!("{}/graphql", app.base))
         .header("accept", "application/graphql-response+json")
         // The admin token: `cachePerformance` needs it (and nothing here is refused for it).
-        .bearer_auth(crate::helpers::TOKEN)
+        .bearer_auth(crate::harness::TOKEN)
         .json(&json!({ "query": query }))
         .send()
         .await
@@ -302,7 +302,7 @@ async fn get_queries_carry_cache_control_from_hints_and_everything_else_is_no_st
     let app = spawn_app(&Backend::Embedded).await;
     let id = app.create("A", "1", "C", 1).await;
     let cache_control =
-        |r: &crate::helpers::Gql| r.headers["cache-control"].to_str().unwrap().to_string();
+        |r: &crate::harness::Gql| r.headers["cache-control"].to_str().unwrap().to_string();
     let r = app
         .get(
             "query($id: ID!) { product(id: $id) { name category { name } } }",

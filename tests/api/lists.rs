@@ -9,9 +9,8 @@ use futures::future::join_all;
 use larder::cache::Kind;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    TestApp, each_backend, pause_first_fill, post_value, spawn_app, spawn_sibling, start,
-};
+use crate::fixtures::pause_first_fill;
+use crate::harness::{TestApp, each_backend, post_value, spawn_app, spawn_sibling, start};
 
 /// The pages under test, by label.
 fn pages(c1: &str, c2: &str) -> Vec<(&'static str, String)> {
@@ -303,7 +302,7 @@ async fn concurrent_misses_of_one_page_run_its_sql_once() {
 
 #[tokio::test]
 async fn an_outbox_row_recorded_before_rows_named_their_counters_replays_as_a_clear() {
-    let Some(b) = crate::helpers::redis_backend(
+    let Some(b) = crate::harness::redis_backend(
         "an_outbox_row_recorded_before_rows_named_their_counters_replays_as_a_clear",
     ) else {
         return;

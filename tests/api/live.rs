@@ -11,9 +11,9 @@ use tokio_tungstenite::{
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-use crate::helpers::{
-    Backend, OwnRedis, TestApp, each_backend, redis_backend, spawn_app, spawn_app_with,
-    spawn_sibling,
+use crate::fixtures::OwnRedis;
+use crate::harness::{
+    Backend, TestApp, each_backend, redis_backend, spawn_app, spawn_app_with, spawn_sibling,
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter, prelude::*};
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::harness::{Backend, TestApp, spawn_app, spawn_app_with};
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const KEEP: usize = 50_000;
@@ -93,7 +93,7 @@ async fn post_with_id(app: &TestApp, id: &str, body: Value, admin: bool) -> reqw
         .header("x-request-id", id)
         .json(&body);
     if admin {
-        req = req.bearer_auth(crate::helpers::TOKEN);
+        req = req.bearer_auth(crate::harness::TOKEN);
     }
     req.send().await.expect("request reaches the server")
 }
@@ -152,7 +152,7 @@ async fn errors_inside_loader_batches_are_logged_under_the_request_id() {
 async fn detached_writes_log_under_the_request_id() {
     // Redis is configured but nothing listens: the write commits, its invalidation
     // cannot be delivered, and the write's own task logs that after its patience.
-    let closed = crate::helpers::OwnRedis::free_port();
+    let closed = crate::fixtures::OwnRedis::free_port();
     let app = spawn_app_with(
         &Backend::Embedded,
         &[

@@ -1,5 +1,6 @@
 //! larder's integration tests: one test binary (one link step) with a module per area.
-//! Every test starts real servers with `helpers::spawn_app`.
+//! Every test starts real servers with `harness::spawn_app`; `fixtures` holds the
+//! processes a test owns (its own Redis, its own Redis Cluster).
 // The tests' nested async blocks (each_backend around spawn_app around requests) are
 // deeper than rustc's default query depth allows when their layout is computed from a
 // clean build.
@@ -8,8 +9,9 @@ mod cache;
 mod cluster;
 mod consistency;
 mod durability;
+mod fixtures;
 mod fuzz;
-mod helpers;
+mod harness;
 mod hostile;
 mod http;
 mod layers;

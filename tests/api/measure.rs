@@ -1,7 +1,7 @@
 //! Measurement: `cachePerformance` and `/metrics`.
 use serde_json::json;
 
-use crate::helpers::{Backend, each_backend, spawn_app};
+use crate::harness::{Backend, each_backend, spawn_app};
 
 #[tokio::test]
 async fn cache_performance_compares_a_warm_cache_with_the_database() {

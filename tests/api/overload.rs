@@ -8,7 +8,8 @@ use futures::future::join_all;
 use larder::cache::Kind;
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnRedis, pause_first_fill, post_value, redis_backend, spawn_app_with};
+use crate::fixtures::{OwnRedis, pause_first_fill};
+use crate::harness::{post_value, redis_backend, spawn_app_with};
 
 const ITEM: &str = "query($id: ID!) { product(id: $id) { id name } }";
 
@@ -50,7 +51,7 @@ async fn a_redis_slower_than_its_timeout_but_within_the_read_budget_sends_no_rea
     assert_eq!((next.x_cache(), next.sql()), ("HIT", 0), "{}", next.body);
 }
 
-async fn uncached_reads(app: &crate::helpers::TestApp, ids: &[String]) -> Vec<Value> {
+async fn uncached_reads(app: &crate::harness::TestApp, ids: &[String]) -> Vec<Value> {
     let url = format!("{}/graphql", app.base);
     join_all(ids.iter().map(|id| {
         let body = json!({ "query": ITEM, "variables": { "id": id } });
@@ -108,7 +109,7 @@ async fn with_redis_gone_database_reads_stay_within_their_bound_and_past_the_que
     for (k, v) in tight {
         settings.insert(k.into(), v.into());
     }
-    let small = crate::helpers::start(&app.backend, settings).await;
+    let small = crate::harness::start(&app.backend, settings).await;
     let answers = uncached_reads(&small, &ids).await;
     let codes: Vec<&str> = answers
         .iter()
@@ -127,7 +128,7 @@ async fn with_redis_gone_database_reads_stay_within_their_bound_and_past_the_que
 
 #[tokio::test]
 async fn past_max_in_flight_requests_are_shed_with_503_and_retry_after_while_probes_answer() {
-    let b = crate::helpers::Backend::Embedded;
+    let b = crate::harness::Backend::Embedded;
     let app = spawn_app_with(&b, &[("MAX_IN_FLIGHT", "1")]).await;
     let id = app.create("Held", "1.00", "Shed", 1).await;
     // One request held in flight, paused before its fill.

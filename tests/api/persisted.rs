@@ -3,7 +3,7 @@
 //! document, and the bounds of the store.
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::harness::{
     Backend, Gql, TOKEN, TestApp, each_backend, redis_backend, spawn_app, spawn_app_with,
     spawn_sibling,
 };
@@ -319,7 +319,7 @@ async fn every_limit_applies_to_the_resolved_document() {
     let a = spawn_app(&b).await;
     let mut settings = a.settings.clone();
     settings.insert("QUERY_MAX_DEPTH".into(), "3".into());
-    let strict = crate::helpers::start(&b, settings).await;
+    let strict = crate::harness::start(&b, settings).await;
     let deep = "{ products { nodes { category { id } } } }";
     a.post_registering(deep, json!({})).await.ok();
     for r in [

@@ -2,7 +2,7 @@
 //! authorization, and deterministic demo data. Each test runs on every backend.
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, each_backend, spawn_app, spawn_app_with};
+use crate::harness::{Backend, each_backend, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn product_returns_the_row_and_null_for_a_missing_id() {
@@ -49,7 +49,7 @@ async fn products_by_ids_keeps_the_order_asked_and_nulls_for_missing_ids() {
     .await;
 }
 
-async fn fixture(app: &crate::helpers::TestApp) {
+async fn fixture(app: &crate::harness::TestApp) {
     for (name, price, cat, stock) in [
         ("Apple Juice", "2.99", "Beverages", 10),
         ("Banana Bread", "5.49", "Bakery", 0),
@@ -97,7 +97,7 @@ async fn products_filter_by_category_price_search_and_stock() {
 
 /// Walks every page of `order` with page size `size`; returns all names.
 async fn walk(
-    app: &crate::helpers::TestApp,
+    app: &crate::harness::TestApp,
     order: &str,
     size: u32,
     total: u64,
@@ -315,7 +315,7 @@ async fn delete_product_removes_it_and_a_second_delete_is_not_found() {
     .await;
 }
 
-async fn product_count(app: &crate::helpers::TestApp) -> u64 {
+async fn product_count(app: &crate::harness::TestApp) -> u64 {
     app.gql("{ products { totalCount } }", json!({})).await.ok()["products"]["totalCount"]
         .as_u64()
         .unwrap()
@@ -414,7 +414,7 @@ async fn all_demo_products(b: &Backend) -> Vec<Value> {
 #[tokio::test]
 async fn demo_seeding_is_deterministic_across_runs_and_backends() {
     let mut runs = Vec::new();
-    for b in crate::helpers::backends() {
+    for b in crate::harness::backends() {
         runs.push(all_demo_products(&b).await);
     }
     runs.push(all_demo_products(&Backend::Embedded).await);

@@ -4,9 +4,8 @@
 //! another instance (or the same one on the embedded backend) and reads at once.
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Backend, Gql, OwnRedis, TestApp, backends, spawn_app, spawn_app_with, spawn_sibling,
-};
+use crate::fixtures::OwnRedis;
+use crate::harness::{Backend, Gql, TestApp, backends, spawn_app, spawn_app_with, spawn_sibling};
 
 const ITEM: &str = "query($id: ID!) { product(id: $id) { name price version category { name } } }";
 const PAGE: &str = "query($c: ID) { products(first: 5, filter: { categoryId: $c }) { totalCount nodes { id name } } }";
@@ -220,7 +219,7 @@ async fn an_executed_page_with_its_categories_costs_two_round_trips() {
 
 #[tokio::test]
 async fn a_redis_that_comes_back_retires_every_replay() {
-    let Some(b) = crate::helpers::redis_backend("a_redis_that_comes_back_retires_every_replay")
+    let Some(b) = crate::harness::redis_backend("a_redis_that_comes_back_retires_every_replay")
     else {
         return;
     };

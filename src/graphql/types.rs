@@ -1,10 +1,13 @@
 //! The GraphQL object and input types. They wrap the catalog's model types; database
 //! entities never appear here. Nested fields resolve through the request's loaders.
 use async_graphql::{Context, Enum, ID, InputObject, Object};
-use chrono::{DateTime, Utc};
 
 pub use super::connection::{ProductConnection, prefetch_categories};
-use super::{cost::page_cost, loaders::RequestContext, scalars::Decimal};
+use super::{
+    cost::page_cost,
+    loaders::RequestContext,
+    scalars::{DateTime, Decimal},
+};
 use crate::{
     catalog::{
         model::{self, ProductFilter as Filter},
@@ -57,11 +60,11 @@ impl Product {
     async fn version(&self) -> i32 {
         self.0.version
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
     }
     /// Resolved through the request's category loader: one batch for a whole page.
     async fn category(&self, ctx: &Context<'_>) -> async_graphql::Result<Category> {

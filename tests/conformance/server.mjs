@@ -12,7 +12,7 @@
 // CACHE_BACKEND, ...) are dropped so runs are reproducible, and the server runs in its
 // temporary directory so that no `.env` file is picked up.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -25,14 +25,16 @@ const HEALTH_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_BYTES = 16 * 1024;
 
-// Every variable larder's Config reads (src/config.rs), plus the log filter.
+// Every variable larder reads: each one env.example names (set or commented out), plus
+// the log filter. Read from there, so a new setting cannot be forgotten here.
 const LARDER_ENV = [
-  'BIND_ADDR', 'DATABASE_URL', 'DB_MAX_CONNECTIONS', 'REDIS_URL', 'CACHE_BACKEND',
-  'CACHE_PREFIX', 'CACHE_TTL_PRODUCT_SECS', 'CACHE_TTL_CATEGORY_SECS', 'CACHE_TTL_LIST_SECS',
-  'CACHE_TTL_ABSENT_SECS', 'CACHE_TTL_JITTER_PERCENT', 'CACHE_TIMEOUT_MS', 'SEED_DEMO',
-  'ADMIN_TOKEN', 'LOG_FORMAT', 'RUST_LOG', 'BODY_LIMIT_BYTES', 'REQUEST_TIMEOUT_MS',
-  'INTROSPECTION', 'PERSISTED_QUERIES', 'PERSISTED_QUERY_TTL_SECS', 'PERSISTED_QUERY_MAX_COUNT',
-  'PERSISTED_QUERY_MAX_BYTES',
+  ...new Set(
+    readFileSync(join(REPO_ROOT, 'env.example'), 'utf8')
+      .split('\n')
+      .map((line) => line.match(/^#?\s*([A-Z][A-Z0-9_]+)=/)?.[1])
+      .filter(Boolean),
+  ),
+  'RUST_LOG',
 ];
 
 /** A port that was free on 127.0.0.1 a moment ago. */

@@ -102,6 +102,7 @@ impl RedisStore {
         })
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Raw access (group 0's node) for the tests that read TTLs and entries.
     pub fn client(&self) -> Option<Client> {
         self.routes.node(0).map(|n| n.client.clone())

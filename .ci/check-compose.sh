@@ -72,6 +72,12 @@ for compose in "${composes[@]}"; do
     done
 done
 
+# --- every setting in env.example reaches the app container ---------------------------
+for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]*=' env.example | tr -d '# ='); do
+    grep -Eq "^      $name:" docker-compose.yml ||
+        fail "docker-compose.yml does not pass $name (listed in env.example) to the app"
+done
+
 # --- Dockerfile: the runtime stage (after the last FROM) must end on a non-root USER ---
 runtime_user=$(awk '
     toupper($1) == "FROM" { user = "" }

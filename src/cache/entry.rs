@@ -1,6 +1,6 @@
 //! The versioned entry format and the two rules that make the cache safe. The Redis
-//! backend runs the same rules in Lua (`redis.rs`), the in-process backend in Rust, and
-//! the tests hold both to this file.
+//! backend runs the same rules in Lua (`redis/scripts.rs`), the in-process backend in
+//! Rust, and the tests hold both to this file.
 //!
 //! Stored forms (a one-letter tag, then `|`-separated fields):
 //! - `V|<version>|<epoch>|<json>`: a row at `version`, filled under cache `epoch`.

@@ -135,7 +135,7 @@ pub struct Config {
     pub metrics_operation_names: Vec<String>,
 }
 
-/// The bounds of WebSocket subscriptions (see the README's "Subscriptions").
+/// The bounds of WebSocket subscriptions (see `docs/api.md`, "Subscriptions").
 #[derive(Clone, Debug)]
 pub struct SubscriptionLimits {
     /// WebSocket connections this instance serves at once; beyond, 503 on the upgrade.

@@ -72,7 +72,7 @@ const HEAVY_DOCUMENT_BYTES: usize = 4 * 1024;
 /// worker waits (measured: ten 50 KB documents a second put the p99 of cached reads
 /// from 1.4 to 12.7 ms on two cores). So such a request runs on a thread of its own,
 /// where the kernel shares the CPU fairly with the workers, and one at a time
-/// (`AppState::heavy`): long documents take at most one core from everything else, and
+/// (`Endpoint::heavy`): long documents take at most one core from everything else, and
 /// queue (within their timeout) when they come faster than that.
 async fn heavy(
     state: &Endpoint,

@@ -7,8 +7,9 @@
 //! the commit) must each make the checker fail.
 //!
 //! Short runs are part of the test suite. The full run (at least 100,000 reads and
-//! 2,000 writes per scenario) is the same code with `LARDER_CONSISTENCY=full`:
-//! `LARDER_CONSISTENCY=full cargo test --release --test api consistency -- --nocapture`.
+//! 2,000 writes per scenario) is the same code with `LARDER_CONSISTENCY=full`, run as
+//! `docs/consistency.md` shows (with both test URLs, or it covers the embedded backend
+//! only).
 mod checker;
 
 use std::{

@@ -1,4 +1,4 @@
-"""The command line: one run mode (full, quick, --list-mix, --cluster, --hostile) on a fresh
+"""The command line: one run mode (full, quick, --list-mix, --cluster, --hostile, --writes) on a fresh
 database, with cleanup always (also after an error, Ctrl-C or SIGTERM)."""
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from .output import print_full_summary, table, warn_bad, write_results
 from .scenarios import Bench
 from .server import Server
 from .tools import Interrupted, find_oha, log, out_of, preflight, psql, redis_cli, run
+from .writes import print_writes, write_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = w.prepare(oha, binary, build_s)
         bench = Bench(oha, settings, w.tmp)
         mode = (run_cluster if args.cluster else run_hostile if args.hostile
-                else run_list_mix if args.list_mix else run_full)
+                else run_list_mix if args.list_mix else run_writes if args.writes else run_full)
         code = mode(w, bench, binary, doc)
         doc["total_seconds"] = round(time.monotonic() - started, 1)
         path = write_results(doc, args.out)
@@ -88,7 +89,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="only the hostile run: a normal client alone, then beside an abusive mix")
     ap.add_argument("--cluster", action="store_true",
                     help="only the cached read scenarios, on single Redis and on a local Redis Cluster")
+    ap.add_argument("--writes", action="store_true",
+                    help="only the write runs: lone writer, updates, creates, the 9:1 mix")
+    ap.add_argument("--against", metavar="BIN",
+                    help="with --writes: another larder binary to interleave with, round by round")
+    ap.add_argument("--rounds", type=int,
+                    help="with --writes: rounds per binary (default 3 with --against, else 1)")
     args = ap.parse_args(argv)
+    if (args.against or args.rounds) and not args.writes:
+        ap.error("--against and --rounds go with --writes")
     consts.REPO = os.path.abspath(args.repo)
     if not os.path.isfile(os.path.join(consts.REPO, "Cargo.toml")):
         sys.exit(f"bench: {consts.REPO} has no Cargo.toml")
@@ -103,6 +112,9 @@ def settings_from(args: argparse.Namespace) -> dict:
     settings.update(quick=args.quick, products=PRODUCTS, db_max_connections=10,
                     random_ids=RANDOM_ID_REGEX, rate_latency_correction=True,
                     list_mix=args.list_mix, cluster=args.cluster, hostile=args.hostile,
+                    writes=args.writes,
+                    against=os.path.abspath(args.against) if args.against else None,
+                    rounds=args.rounds or (3 if args.against else 1),
                     mix="product(id) reads and updateProduct writes (random ids, -Z) from two "
                         "concurrent oha processes, 9 read connections per write connection")
     return settings
@@ -155,6 +167,7 @@ class Workspace:
     settings: dict
     server: Server | None = None
     db_created: bool = False
+    other_dbs: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         ts = time.strftime("%Y%m%d%H%M%S") + f"_{os.getpid()}"
@@ -220,12 +233,12 @@ class Workspace:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.stop()
-        if self.db_created:
+        for db in ([self.db] if self.db_created else []) + self.other_dbs:
             try:
-                psql(f'drop database if exists "{self.db}" with (force)')
-                log(f"dropped database {self.db}")
+                psql(f'drop database if exists "{db}" with (force)')
+                log(f"dropped database {db}")
             except subprocess.CalledProcessError as e:
-                log(f"could not drop {self.db}: {e.stderr.strip()}")
+                log(f"could not drop {db}: {e.stderr.strip()}")
         try:
             keys = redis_cli("--scan", "--pattern", f"*{self.prefix}*").split()
             for i in range(0, len(keys), 500):
@@ -309,3 +322,24 @@ def run_hostile(w: Workspace, bench: Bench, binary: str, doc: dict) -> int:
     headline(doc, f"hostile run, {w.settings['duration']} s phases")
     print_hostile(result)
     return 0 if result["passed"] else 1
+
+
+def run_writes(w: Workspace, bench: Bench, binary: str, doc: dict) -> int:
+    """The write runs on this build and, with --against, interleaved with another."""
+    s = w.settings
+    binaries = [("this", binary, dict(w.base_env, CACHE_BACKEND="redis"), w.db)]
+    if s["against"]:
+        db = w.db + "_against"
+        w.other_dbs.append(db)
+        psql(f'create database "{db}"')
+        env = dict(w.base_env, CACHE_BACKEND="redis", CACHE_PREFIX=w.prefix + "against:",
+                   DATABASE_URL=w.base_env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db)
+        log(f"seeding {PRODUCTS:,} products with {s['against']}")
+        run([s["against"], "seed", "--products", str(PRODUCTS)], env=env, cwd=w.tmp,
+            stdout=subprocess.DEVNULL)
+        binaries.append(("against", s["against"], env, db))
+    doc["results"] = results = write_runs(bench, binaries, s["rounds"])
+    headline(doc, f"write runs, {s['duration']} s at -c {s['connections']}, {s['rounds']} round(s)")
+    print_writes(results, [b[0] for b in binaries])
+    warn_bad(results)
+    return 0

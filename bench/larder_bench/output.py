@@ -58,6 +58,8 @@ def write_results(doc: dict, out_dir: str) -> str:
         stem += "-list-mix"
     if doc["settings"].get("hostile"):
         stem += "-hostile"
+    if doc["settings"].get("writes"):
+        stem += "-writes"
     path = os.path.join(out_dir, stem + ".json")
     n = 2
     while os.path.exists(path):

@@ -9,6 +9,7 @@ mod m20261201_000001_outbox_list_counters;
 mod m20261201_000002_outbox_delivered;
 mod m20261202_000001_outbox_delivered_groups;
 mod m20261203_000001_products_name_trigram;
+mod m20261203_000002_outbox_change;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_outbox_delivered::Migration),
             Box::new(m20261202_000001_outbox_delivered_groups::Migration),
             Box::new(m20261203_000001_products_name_trigram::Migration),
+            Box::new(m20261203_000002_outbox_change::Migration),
         ]
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OnceCell, broadcast};
 
-use super::{Catalog, model::Product, outbox::Written};
+use super::{Catalog, model::Product, written::Written};
 use crate::{
     cache::{RequestTally, feed::Heard},
     error::AppError,

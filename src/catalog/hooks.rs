@@ -2,8 +2,9 @@
 //! only) a test can pause a cache fill between the database read and the write to the
 //! cache (to drive the reader/writer race deterministically, or to widen it at random),
 //! slow down or panic every database read, and switch invalidation to a plain delete
-//! after commit, or list counters to a bump before the commit (the broken protocols the
-//! consistency checker must catch). Without the feature none of this exists.
+//! after commit, list counters to a bump before the commit, or an update to read its
+//! row without locking it (the broken protocols the consistency checker must catch).
+//! Without the feature none of this exists.
 use crate::cache::Kind;
 
 #[cfg(feature = "test-hooks")]
@@ -29,6 +30,9 @@ mod enabled {
         /// List counters bumped before the commit instead of after: the broken list
         /// protocol the checker must catch.
         naive_lists: AtomicBool,
+        /// Updates read the row before them without its lock: the broken transition
+        /// (a concurrent update in between is missed) the hot-row test must catch.
+        naive_row_lock: AtomicBool,
         /// A pause before every database read statement (0 = none).
         read_delay_micros: AtomicU64,
         /// Every database read panics: the panic paths must answer, not drop.
@@ -56,6 +60,14 @@ mod enabled {
 
         pub(crate) fn naive_lists(&self) -> bool {
             self.naive_lists.load(Ordering::Relaxed)
+        }
+
+        pub fn set_naive_row_lock(&self, on: bool) {
+            self.naive_row_lock.store(on, Ordering::Relaxed);
+        }
+
+        pub(crate) fn naive_row_lock(&self) -> bool {
+            self.naive_row_lock.load(Ordering::Relaxed)
         }
 
         /// Every database read statement first waits `delay`.

@@ -60,14 +60,21 @@ pub struct Listed {
     pub name: String,
 }
 
+impl Listed {
+    /// What pages see of a row with these fields (`inStock` is a positive stock).
+    pub fn new(category_id: i32, stock_quantity: i32, price_cents: i64, name: &str) -> Self {
+        Self {
+            category_id,
+            in_stock: stock_quantity > 0,
+            price_cents,
+            name: name.to_string(),
+        }
+    }
+}
+
 impl From<&Product> for Listed {
     fn from(p: &Product) -> Self {
-        Self {
-            category_id: p.category_id,
-            in_stock: p.stock_quantity > 0,
-            price_cents: p.price_cents,
-            name: p.name.clone(),
-        }
+        Self::new(p.category_id, p.stock_quantity, p.price_cents, &p.name)
     }
 }
 

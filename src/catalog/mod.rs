@@ -1,16 +1,19 @@
 //! The use-cases. Every read of products and categories and every write goes through
 //! `Catalog`: reads go cache -> single-flight -> SQL -> conditional fill; writes go
-//! transaction -> commit -> invalidate (tombstone with the new version, then a bump of
-//! each list counter the write can change).
+//! commit (one statement, or a transaction) -> invalidate (tombstone with the new
+//! version, then a bump of each list counter the write can change).
 //!
 //! Layout:
 //! - `model`: the catalog's types (cached and shown); list arguments from `db::lists`.
 //! - `read`: item reads through the cache, and the entry points for lists.
 //! - `pages`: the list protocol (pages tagged with list counters, single-flight).
 //! - `lists`: which list counters a page reads and a write bumps.
-//! - `write`: create, update, delete in one transaction each.
+//! - `write`: create, update, delete, one statement each on Postgres (`db::writes`);
+//!   `write_txn`: the same in a transaction, where one statement cannot do it.
+//! - `written`: what a committed write leaves for the cache to forget.
 //! - `outbox`: delivering invalidations after commit, and replaying undelivered ones;
-//!   `delivered`: recording what Redis acknowledged (the history check's anchor).
+//!   `delivered`: recording what Redis acknowledged (the history check's anchor), in
+//!   batches.
 //! - `events`: product changes published after delivery, relayed to subscribers.
 //! - `history`: detecting a Redis that came back with older data (checked in Postgres).
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
@@ -35,6 +38,8 @@ mod read;
 mod state;
 pub(crate) mod validate;
 pub(crate) mod write;
+mod write_txn;
+mod written;
 
 pub use bound::ReadBound;
 pub use read::list_name;
@@ -97,6 +102,8 @@ struct Inner {
     outbox_replayed_seq: AtomicU64,
     /// Wakes the replayer at once.
     outbox_wake: tokio::sync::Notify,
+    /// The queue of the delivered-marker task, once started (`delivered`).
+    marks: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<delivered::Queued>>,
     /// The bound on database reads (see `read_sql`).
     reads: ReadBound,
     /// This instance's relay of product changes to its subscribers (`events`).
@@ -143,6 +150,7 @@ impl Catalog {
                 outbox_failed_seq: Default::default(),
                 outbox_replayed_seq: Default::default(),
                 outbox_wake: Default::default(),
+                marks: Default::default(),
                 reads,
                 relay: Default::default(),
                 documents: crate::cache::documents::Documents::new(documents),
@@ -161,6 +169,9 @@ impl Catalog {
                 .feed
                 .wait_up(std::time::Duration::from_secs(2))
                 .await;
+            if let Some(tx) = delivered::spawn_marker(self.db().clone()) {
+                let _ = self.inner.marks.set(tx);
+            }
             self.spawn_outbox_replayer();
             self.spawn_history_checker();
             // Reads use Redis only once its history is checked: wait for that too.

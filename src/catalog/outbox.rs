@@ -18,11 +18,17 @@ use std::{
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 
-use super::{Catalog, write::timed};
+use super::{
+    Catalog,
+    write::timed,
+    written::{Written, counter_names},
+};
 use crate::{
     cache::{CacheError, Kind, Mark},
     db::entities::cache_outbox,
@@ -32,66 +38,16 @@ use crate::{
 /// leaves it to the replayers.
 const DELIVERY_PATIENCE: Duration = Duration::from_secs(1);
 
+/// Replayers take only rows older than this: a younger row's writer may be delivering
+/// it, or have delivered it with its marker still queued (`delivered`). Shorter than
+/// the patience, so a row whose writer gave up is always old enough.
+pub(super) const REPLAY_GRACE: Duration = Duration::from_millis(500);
+
 /// Rows one replay round sends in one script call per group.
 const REPLAY_BATCH: u64 = 500;
 
 /// Rows a replay round tries one by one when its batch cannot be delivered.
 const ONE_BY_ONE: usize = 64;
-
-/// What a committed write leaves for the cache to forget.
-#[derive(Clone, Debug)]
-pub struct Written {
-    pub product_id: i32,
-    /// The product's version after the write (for a deletion: its last version + 1).
-    pub version: i64,
-    pub gone: bool,
-    /// A category the write created (its "absent" marker must go).
-    pub new_category: Option<i32>,
-    /// The list counters it changes (`lists::write_counters`); `None` when they are not
-    /// known (a row recorded before rows carried them, or a `larder seed` clear), whose
-    /// replay clears the cache instead.
-    pub counters: Option<Vec<String>>,
-}
-
-impl Written {
-    /// No item and no known counters: delivering it clears the cache.
-    fn clear() -> Self {
-        Self {
-            product_id: 0,
-            version: 0,
-            gone: false,
-            new_category: None,
-            counters: None,
-        }
-    }
-}
-
-impl From<&cache_outbox::Model> for Written {
-    fn from(r: &cache_outbox::Model) -> Self {
-        Self {
-            product_id: r.product_id,
-            version: r.version,
-            gone: r.gone,
-            new_category: r.new_category_id,
-            counters: r
-                .list_counters
-                .as_deref()
-                .map(|c| c.split_whitespace().map(str::to_string).collect()),
-        }
-    }
-}
-
-/// The list counters `written` bump (names; the cache bumps every group's copy), each
-/// once.
-pub(super) fn counter_names(written: &[Written]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for name in written.iter().flat_map(|w| w.counters.iter().flatten()) {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    names
-}
 
 impl Catalog {
     /// Inside the write's transaction: records the invalidation when the cache is
@@ -101,7 +57,7 @@ impl Catalog {
         txn: &impl ConnectionTrait,
         w: &Written,
     ) -> Result<Option<i64>, DbErr> {
-        if self.cache().backend() != "redis" {
+        if !self.records_outbox() {
             return Ok(None);
         }
         let row = cache_outbox::ActiveModel {
@@ -109,8 +65,15 @@ impl Catalog {
             version: Set(w.version),
             gone: Set(w.gone),
             new_category_id: Set(w.new_category),
-            created_at: Set(Utc::now()),
+            // Postgres: the column's default, the database's `now()` (the clock replayers
+            // compare ages with); SQLite lives on one host, whose clock is the same.
+            created_at: if self.db().get_database_backend() == DbBackend::Postgres {
+                NotSet
+            } else {
+                Set(Utc::now())
+            },
             list_counters: Set(w.counters.as_ref().map(|c| c.join(" "))),
+            change: Set(None),
             ..Default::default()
         };
         Ok(Some(
@@ -130,12 +93,13 @@ impl Catalog {
         self.record_invalidation(txn, &Written::clear()).await
     }
 
-    /// Delivers every recorded invalidation now, trying for up to `limit`; false if
-    /// some are still pending (every instance's replayer keeps trying).
+    /// Delivers every recorded invalidation now, however young, trying for up to
+    /// `limit`; false if some are still pending (every instance's replayer keeps
+    /// trying).
     pub async fn deliver_pending(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            match self.replay_once().await {
+            match self.replay_older_than(Duration::ZERO).await {
                 Ok(false) => return true,
                 Ok(true) => continue,
                 Err(_) if Instant::now() < deadline => {
@@ -177,11 +141,8 @@ impl Catalog {
                 .await
             {
                 Ok(history) => {
-                    if let Some(id) = outbox
-                        && let Err(e) = timed(self.delivered(&[id], &history)).await
-                    {
-                        // Harmless: the replayer sends it again and records it then.
-                        tracing::warn!(error = %e, "could not record a delivered outbox row");
+                    if let Some(id) = outbox {
+                        self.mark_delivered(id, history).await;
                     }
                     // Delivered: subscribers that react by reading see the new value.
                     self.publish(written).await;
@@ -292,15 +253,31 @@ impl Catalog {
         cache.groups_of(items.iter().map(|(_, m)| m.key.as_str()))
     }
 
-    /// One round: the oldest undelivered rows in one script call per group, then recorded
-    /// as delivered. `Ok(true)` when more rows may be waiting. If the batch cannot be
-    /// delivered (a node is down), its rows are tried one by one, so the rows that touch
-    /// only reachable groups still go; `Err` then names the groups (bit g) that rows
-    /// still pending touch (or every group, when the outbox could not be read).
+    /// One round of the replayer: rows older than `REPLAY_GRACE`.
     pub async fn replay_once(&self) -> Result<bool, u64> {
+        self.replay_older_than(REPLAY_GRACE).await
+    }
+
+    /// One round: the oldest undelivered rows older than `min_age` in one script call
+    /// per group, then recorded as delivered. `Ok(true)` when more rows may be waiting.
+    /// If the batch cannot be delivered (a node is down), its rows are tried one by one,
+    /// so the rows that touch only reachable groups still go; `Err` then names the
+    /// groups (bit g) that rows still pending touch (or every group, when the outbox
+    /// could not be read).
+    async fn replay_older_than(&self, min_age: Duration) -> Result<bool, u64> {
         let all = self.cache().all_groups();
+        // The age on the clock that stamped the row (see `record_invalidation`).
+        let old_enough = if self.db().get_database_backend() == DbBackend::Postgres {
+            Expr::cust(format!(
+                "created_at < now() - interval '{} milliseconds'",
+                min_age.as_millis()
+            ))
+        } else {
+            Expr::col(cache_outbox::Column::CreatedAt).lt(Utc::now() - min_age)
+        };
         let rows = cache_outbox::Entity::find()
             .filter(cache_outbox::Column::DeliveredSeq.is_null())
+            .filter(old_enough)
             .order_by_asc(cache_outbox::Column::Id)
             .limit(REPLAY_BATCH)
             .all(self.db())

@@ -70,6 +70,9 @@ pub mod cache_outbox {
         /// Each key group's history counter after the delivery, `group:value ...`;
         /// NULL in rows delivered before the column (one group).
         pub delivered_hist: Option<String>,
+        /// The listed fields before and after a single-statement write (`db::writes`),
+        /// from which its list counters follow; NULL when `list_counters` says them.
+        pub change: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,11 +1,13 @@
 //! Postgres and SQLite through sea-orm: connecting (with migrations), the entities, the
-//! arguments of a product list (`lists`), and the read queries (`queries`; the write
-//! statements live with the use-case that runs them, `catalog::write`). Everything here
-//! takes `&impl ConnectionTrait`, so the same query runs on a pool or inside a
-//! transaction. No cache logic lives here.
+//! arguments of a product list (`lists`), the read queries (`queries`) and the
+//! single-statement mutations of Postgres (`writes`; the transactional writes, which
+//! SQLite and the rare paths use, live with their use-case, `catalog::write`).
+//! Everything here takes `&impl ConnectionTrait`, so the same query runs on a pool or
+//! inside a transaction. No cache logic lives here.
 pub(crate) mod entities;
 pub(crate) mod lists;
 pub(crate) mod queries;
+pub(crate) mod writes;
 
 use std::time::Duration;
 

@@ -314,10 +314,11 @@ impl TestApp {
         }
     }
 
-    /// POST a query without credentials.
-    /// Outbox rows not yet delivered to the cache.
+    /// Outbox rows not yet delivered to the cache (once this instance's queued
+    /// delivered markers are written).
     pub async fn pending_outbox_rows(&self) -> u64 {
         use sea_orm::{ConnectionTrait, Statement};
+        self.catalog.flush_marks().await;
         let db = self.catalog.db();
         let row = db
             .query_one_raw(Statement::from_string(

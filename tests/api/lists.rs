@@ -318,7 +318,7 @@ async fn an_outbox_row_recorded_before_rows_named_their_counters_replays_as_a_cl
     app.catalog
         .db()
         .execute_unprepared(&format!(
-            "INSERT INTO cache_outbox (product_id, version, gone, created_at) VALUES ({id}, 2, false, now())"
+            "INSERT INTO cache_outbox (product_id, version, gone, created_at) VALUES ({id}, 2, false, now() - interval '1 minute')"
         ))
         .await
         .unwrap();
@@ -328,4 +328,53 @@ async fn an_outbox_row_recorded_before_rows_named_their_counters_replays_as_a_cl
     );
     let after = app.gql(page, json!({})).await;
     assert_eq!(after.cache()["misses"]["list"], 1, "{}", after.body);
+}
+
+#[tokio::test]
+async fn a_replayed_single_statement_write_bumps_the_counters_its_change_names() {
+    let Some(b) = crate::harness::redis_backend(
+        "a_replayed_single_statement_write_bumps_the_counters_its_change_names",
+    ) else {
+        return;
+    };
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app(&b).await;
+    let id = app.create("Lamp", "3.00", "Lighting", 4).await;
+    app.update(&id, json!({ "price": "7.00" })).await.ok();
+    let by_price = "{ products(first: 5, orderBy: { field: PRICE }) { totalCount } }";
+    let plain = "{ products(first: 5) { totalCount } }";
+    for page in [by_price, plain] {
+        app.gql(page, json!({})).await.ok();
+        let warm = app.gql(page, json!({})).await;
+        assert_eq!(warm.cache()["misses"]["list"], 0, "{}", warm.body);
+    }
+    // The update's outbox row again as if its delivery had not been recorded: the
+    // replay derives its counters from the row's `change` (price 3.00 -> 7.00).
+    app.catalog
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE cache_outbox SET delivered_seq = NULL, delivered_hist = NULL, \
+             created_at = now() - interval '1 minute' \
+             WHERE id = (SELECT max(id) FROM cache_outbox WHERE product_id = {id})"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !app.catalog.replay_once().await.unwrap(),
+        "one row, drained"
+    );
+    let after = app.gql(by_price, json!({})).await;
+    assert_eq!(
+        after.cache()["misses"]["list"],
+        1,
+        "a price page: {}",
+        after.body
+    );
+    let after = app.gql(plain, json!({})).await;
+    assert_eq!(
+        after.cache()["misses"]["list"],
+        0,
+        "no price: {}",
+        after.body
+    );
 }

@@ -11,6 +11,7 @@
 //! `docs/consistency.md` shows (with both test URLs, or it covers the embedded backend
 //! only).
 mod checker;
+mod hot;
 
 use std::{
     io::Write,
@@ -99,6 +100,52 @@ async fn the_checker_catches_list_counters_bumped_before_the_commit() {
         |r| r.wrong_members,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_row_updated_from_ten_connections_keeps_every_list_page_right() {
+    for b in backends() {
+        let r = hot::hot_row(&b, 60, |_| {}).await;
+        say_hot(&r, &format!("hot row ({})", b.name()));
+        assert!(r.writes >= r.bursts * 8, "most writes acknowledged: {r:?}");
+        assert!(r.wrong_pages.is_empty(), "{:#?}", r.wrong_pages);
+        assert!(r.broken_chains.is_empty(), "{:#?}", r.broken_chains);
+        if b.redis_url().is_some() {
+            assert!(r.chained >= 100, "transitions judged: {r:?}");
+        }
+    }
+}
+
+fn say_hot(r: &hot::HotReport, what: &str) {
+    let line = format!(
+        "consistency: {what}: {} bursts, {} writes, {} wrong pages of {}, {} broken of {} chained transitions\n",
+        r.bursts,
+        r.writes,
+        r.wrong_pages.len(),
+        r.page_checks,
+        r.broken_chains.len(),
+        r.chained
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Only the single-statement path (Postgres) has the naive mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_row_test_catches_an_update_that_reads_its_row_without_the_lock() {
+    let Some(b) = crate::harness::redis_backend(
+        "the_hot_row_test_catches_an_update_that_reads_its_row_without_the_lock",
+    ) else {
+        return;
+    };
+    let r = hot::hot_row(&b, 60, |a| a.catalog.hooks().set_naive_row_lock(true)).await;
+    say_hot(
+        &r,
+        &format!("hot row, naive row lock ({}, must be caught)", b.name()),
+    );
+    assert!(
+        !r.broken_chains.is_empty() || !r.wrong_pages.is_empty(),
+        "the hot-row test must catch an update reading its row unlocked: {r:?}"
+    );
 }
 
 /// The Postgres + Redis backend with a redis-server of the test's own, or `None`.

@@ -122,6 +122,9 @@ impl<K, V> Flight<K, V> {
     }
 }
 
+/// A flight's outcome, as every request that waits for it holds it.
+type SharedOutcome<K, V> = Shared<BoxFuture<'static, Outcome<K, V>>>;
+
 pub struct Flights<K, V> {
     map: Mutex<Map<K, V>>,
     next_id: AtomicU64,
@@ -161,7 +164,11 @@ where
         lead: impl FnOnce(Vec<K>, Arc<FlightClock>) -> Option<BoxFuture<'static, Outcome<K, V>>>,
     ) -> Outcome<K, V> {
         let now = Instant::now();
-        let mut waits: Vec<Shared<BoxFuture<'static, Outcome<K, V>>>> = Vec::new();
+        // Each flight waited on, with the keys this request takes from it: only those.
+        // The flight of one key may also hold rows of others (it read them for another
+        // request, perhaps before a write this request must see), and those rows are
+        // not this request's to use.
+        let mut waits: Vec<(SharedOutcome<K, V>, Vec<K>)> = Vec::new();
         let mut joined_ids: Vec<u64> = Vec::new();
         let mut led: Vec<(K, Seen)> = Vec::new();
         {
@@ -170,9 +177,12 @@ where
             for (key, seen) in keys {
                 match map.flights.get(key) {
                     Some(f) if f.joinable(*seen, request_start, now) => {
-                        if !joined_ids.contains(&f.id) {
-                            joined_ids.push(f.id);
-                            waits.push(f.outcome.clone());
+                        match joined_ids.iter().position(|id| *id == f.id) {
+                            Some(i) => waits[i].1.push(key.clone()),
+                            None => {
+                                joined_ids.push(f.id);
+                                waits.push((f.outcome.clone(), vec![key.clone()]));
+                            }
                         }
                     }
                     _ => led.push((key.clone(), *seen)),
@@ -201,6 +211,7 @@ where
                     map.flights.retain(|_, f| !f.expired(now));
                     map.sweep_at = (2 * map.flights.len()).max(SWEEP_AT);
                 }
+                let mine = led.iter().map(|(k, _)| k.clone()).collect();
                 for (key, seen) in led {
                     map.flights.insert(
                         key,
@@ -213,15 +224,20 @@ where
                         },
                     );
                 }
-                waits.push(outcome);
+                waits.push((outcome, mine));
             }
         }
+        let (outcomes, takes): (Vec<_>, Vec<_>) = waits.into_iter().unzip();
         let mut found = HashMap::with_capacity(keys.len());
-        for outcome in futures::future::join_all(waits).await {
+        for (outcome, take) in futures::future::join_all(outcomes)
+            .await
+            .into_iter()
+            .zip(takes)
+        {
             let rows = outcome?;
-            for (key, _) in keys {
-                if let Some(row) = rows.get(key) {
-                    found.insert(key.clone(), row.clone());
+            for key in take {
+                if let Some(row) = rows.get(&key) {
+                    found.insert(key, row.clone());
                 }
             }
         }
@@ -323,6 +339,44 @@ mod tests {
         let later = flights.load(&[(7, Some(1))], Instant::now(), lead).await;
         assert_eq!(later.unwrap().get(&7), Some(&70));
         assert_eq!(queries.load(Ordering::SeqCst), 2);
+    }
+
+    /// Joined for key 1 and for key 2, a request takes key 2's row from key 2's flight,
+    /// even when key 1's flight read key 2 too (before a write this one must see).
+    #[tokio::test]
+    async fn a_row_comes_only_from_the_flight_joined_for_its_key() {
+        let flights = Arc::new(Flights::<i32, i32>::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (f, g) = (flights.clone(), gate.clone());
+        let older = tokio::spawn(async move {
+            let lead: Lead = Box::new(move |_, clock| {
+                let _ = clock.query_started.set(Instant::now());
+                Some(
+                    g.notified_owned()
+                        .map(|_| Ok(Arc::new(HashMap::from([(1, 10), (2, 20)]))))
+                        .boxed(),
+                )
+            });
+            f.load(&[(1, Some(1)), (2, Some(1))], Instant::now(), lead)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A write changed key 2: a newer flight reads it at its new value.
+        let lead: Lead =
+            Box::new(|_, _| Some(async { Ok(Arc::new(HashMap::from([(2, 21)]))) }.boxed()));
+        let newer = flights.load(&[(2, Some(2))], Instant::now(), lead).await;
+        assert_eq!(newer.unwrap().get(&2), Some(&21));
+        let f = flights.clone();
+        let both = tokio::spawn(async move {
+            let lead: Lead = Box::new(|_, _| panic!("everything is joined"));
+            f.load(&[(2, Some(2)), (1, Some(1))], Instant::now(), lead)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        gate.notify_one();
+        let rows = both.await.unwrap().unwrap();
+        assert_eq!((rows.get(&1), rows.get(&2)), (Some(&10), Some(&21)));
+        older.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -264,3 +264,30 @@ pub fn live_gauge(name: &'static str, delta: f64) {
 pub fn persisted_query(outcome: &'static str) {
     counter!("persisted_queries_total", "outcome" => outcome).increment(1);
 }
+
+/// One trust lease renewal (`catalog::lease`): whether it answered, and how long it took.
+pub fn lease_renewal(ok: bool, seconds: f64) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!("cache_lease_renewals_total", "outcome" => outcome).increment(1);
+    histogram!("cache_lease_renewal_duration_seconds").record(seconds);
+}
+
+/// A mutation that waited for every trust lease that might not know of its
+/// undelivered invalidation to expire, and for how long.
+pub fn lease_wait(seconds: f64) {
+    counter!("mutation_lease_waits_total").increment(1);
+    histogram!("mutation_lease_wait_seconds").record(seconds);
+}
+
+/// A read answered from the cache without a trust lease after the database failed it:
+/// not covered by the promise (`extensions.cache.covered: false`).
+pub fn uncovered_read() {
+    counter!("cache_uncovered_reads_total").increment(1);
+}
+
+/// The trust lease as `/metrics` shows it: held (1) or not (0), and how many keys
+/// (item keys and list counter copies) the current grant withholds.
+pub fn scrape_lease(held: bool, withheld: u64) {
+    gauge!("cache_lease_held").set(if held { 1.0 } else { 0.0 });
+    gauge!("cache_lease_withheld_keys").set(withheld.min(1 << 40) as f64);
+}

@@ -10,6 +10,7 @@ mod m20261201_000002_outbox_delivered;
 mod m20261202_000001_outbox_delivered_groups;
 mod m20261203_000001_products_name_trigram;
 mod m20261203_000002_outbox_change;
+mod m20261204_000001_trust_lease;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_outbox_delivered_groups::Migration),
             Box::new(m20261203_000001_products_name_trigram::Migration),
             Box::new(m20261203_000002_outbox_change::Migration),
+            Box::new(m20261204_000001_trust_lease::Migration),
         ]
     }
 }

@@ -70,6 +70,11 @@ impl Application {
         )
         .per_request(config.max_sql_per_request);
         let catalog = Catalog::with_limits(db, Arc::new(cache), reads, config.persisted_limits);
+        if config.cache_backend == crate::config::CacheBackendKind::Redis {
+            catalog.use_lease_connection(
+                db::connect_one(&config.database_url, config.db_timeout).await?,
+            );
+        }
         catalog.start_background_work().await;
         if config.seed_demo {
             seed::demo_if_empty(&catalog)

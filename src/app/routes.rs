@@ -198,7 +198,7 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
         }
     };
     let cache = probes.0.catalog.cache_status();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if db_ok { "ready" } else { "unavailable" },
         "database": if db_ok { "ok" } else { "unreachable" },
         "cache": {
@@ -209,6 +209,14 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
             "reason": cache.reason,
         },
     });
+    // A shared cache's trust lease: held, and how many keys it withholds.
+    if let Some(l) = &cache.lease {
+        let withheld = match l.withheld {
+            u64::MAX => serde_json::json!("all"),
+            n => serde_json::json!(n),
+        };
+        body["cache"]["lease"] = serde_json::json!({ "held": l.held, "withheldKeys": withheld });
+    }
     let status = if db_ok {
         StatusCode::OK
     } else {
@@ -224,6 +232,9 @@ async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
     let (in_use, idle) = catalog.pool_connections();
     let cache = catalog.cache_status();
     crate::metrics::scrape_gauges(in_use, idle, cache.backend, cache.connected);
+    if let Some(lease) = &cache.lease {
+        crate::metrics::scrape_lease(lease.held, lease.withheld);
+    }
     (
         [(
             header::CONTENT_TYPE,

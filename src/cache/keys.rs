@@ -41,6 +41,17 @@ impl Keys {
         Self { tags }
     }
 
+    /// The keys of cache layout `layout` (`config::CACHE_LAYOUT`): layouts after 2 name
+    /// their keys apart (`{<prefix>L<layout>:}`), so a late invalidation of an instance
+    /// of another layout can never land in this one's entries; layout 2 predates the
+    /// record, and its keys carry no number.
+    pub fn for_layout(prefix: &str, layout: i32, groups: usize) -> Self {
+        match layout {
+            2 => Self::new(prefix, groups),
+            n => Self::new(&format!("{prefix}L{n}:"), groups),
+        }
+    }
+
     pub fn groups(&self) -> usize {
         self.tags.len()
     }

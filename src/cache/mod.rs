@@ -11,7 +11,8 @@
 //!   epoch copies at one value.
 //! - `stats`: process-wide counters and the per-request tally.
 //! - `stamps`: what a request's answer depended on, and checking it later.
-//! - `trust`: whether reads may use the shared store now (degraded mode, history).
+//! - `trust`: whether reads may use the shared store now (degraded mode, history);
+//!   `lease`: the trust lease every read of a shared store needs, and what it withholds.
 //! - `documents`: persisted query documents (APQ), in Redis or in process, bounded.
 //! - `feed`: messages every instance hears (Redis pub/sub, or in process).
 //! - `budget`: how many new keys reads may create per second (pages, absent markers).
@@ -24,6 +25,7 @@ pub(crate) mod documents;
 pub(crate) mod entry;
 pub(crate) mod feed;
 pub(crate) mod keys;
+pub mod lease;
 pub(crate) mod memory;
 mod reads;
 pub(crate) mod redis;
@@ -41,7 +43,10 @@ use std::{
     time::Duration,
 };
 
-use crate::config::{CacheBackendKind, CacheTtls};
+use crate::config::{CACHE_LAYOUT, CacheBackendKind, CacheTtls};
+
+/// How long a trust lease lasts unless `CACHE_LEASE_MS` says otherwise.
+const DEFAULT_LEASE: Duration = Duration::from_secs(1);
 pub use keys::Keys;
 pub use stats::{CacheStats, Event, Kind, RequestTally};
 
@@ -71,7 +76,11 @@ impl CacheError {
         match self {
             Self::Unavailable | Self::Unseeded => true,
             Self::Timeout | Self::NotReplicated { .. } | Self::Unsettled => false,
-            Self::Redis(e) => *e.kind() != fred::error::ErrorKind::Timeout,
+            // A refusal to write (out of memory under `noeviction`) loses nothing: the
+            // writer whose invalidation it refused gives up (`catalog::lease`).
+            Self::Redis(e) => {
+                *e.kind() != fred::error::ErrorKind::Timeout && !e.details().starts_with("OOM")
+            }
         }
     }
 }
@@ -171,6 +180,9 @@ pub struct Cache {
     /// however many requests (or aliases) ask. A tokio Mutex: held across the read, so
     /// concurrent askers wait for one answer.
     info: tokio::sync::Mutex<Option<(std::time::Instant, Option<redis::RedisInfo>)>>,
+    /// The trust lease reads of a shared store need (see `lease`; renewed by
+    /// `catalog::lease`).
+    pub lease: lease::Lease,
 }
 
 impl Cache {
@@ -188,8 +200,35 @@ impl Cache {
         wait: Option<(u32, Duration)>,
         groups: usize,
     ) -> Result<Self, CacheError> {
+        Self::with_layout(
+            kind,
+            redis_url,
+            prefix,
+            ttls,
+            timeout,
+            read_budget,
+            wait,
+            groups,
+            CACHE_LAYOUT,
+        )
+    }
+
+    /// As `new`, speaking cache layout `layout` (its keys are named for it: see
+    /// `Keys::for_layout`).
+    #[allow(clippy::too_many_arguments)]
+    fn with_layout(
+        kind: CacheBackendKind,
+        redis_url: Option<&str>,
+        prefix: &str,
+        ttls: CacheTtls,
+        timeout: Duration,
+        read_budget: Duration,
+        wait: Option<(u32, Duration)>,
+        groups: usize,
+        layout: i32,
+    ) -> Result<Self, CacheError> {
         let clustered = kind == CacheBackendKind::Redis && redis_url.is_some_and(is_cluster_url);
-        let keys = Keys::new(prefix, if clustered { groups } else { 1 });
+        let keys = Keys::for_layout(prefix, layout, if clustered { groups } else { 1 });
         let store = match (kind, redis_url) {
             (CacheBackendKind::Redis, Some(url)) => Backend::Redis(redis::RedisStore::start(
                 url,
@@ -218,12 +257,13 @@ impl Cache {
             trust: trust::Trust::new(keys_groups),
             fill_budget: Default::default(),
             info: Default::default(),
+            lease: lease::Lease::new(DEFAULT_LEASE, CACHE_LAYOUT),
         })
     }
 
     /// The cache the settings ask for.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, CacheError> {
-        let mut cache = Self::new(
+        let mut cache = Self::with_layout(
             config.cache_backend,
             config.redis_url.as_deref(),
             &config.cache_prefix,
@@ -232,8 +272,10 @@ impl Cache {
             config.cache_read_budget,
             Some((config.cache_wait_replicas, config.cache_wait_timeout)),
             config.cache_groups,
+            config.cache_layout,
         )?;
         cache.fill_budget = budget::FillBudget::new(config.cache_fill_budget);
+        cache.lease = lease::Lease::new(config.cache_lease, config.cache_layout);
         Ok(cache)
     }
 

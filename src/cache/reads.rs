@@ -1,17 +1,77 @@
 //! What readers ask of the cache: one round trip for items, pages and their stamps
-//! (`read`, which also checks the history counters it sees against this process's
-//! floors), seeding missing list counters, re-checking an earlier answer's stamps
+//! (`read`, which needs the trust lease and also checks the history counters it sees
+//! against this process's floors; `read_uncovered` when the database failed a read the
+//! lease sent there), seeding missing list counters, re-checking an earlier answer's stamps
 //! (`validate`), conditional fills and list pages (new keys within the fill budget).
 use super::{
-    Backend, Cache, Event, Fill, Kind, RequestTally, Snapshot, stamps, store::Store, timed,
-    timed_parts, with_store,
+    Backend, Cache, Event, Fill, Kind, RequestTally, Snapshot,
+    lease::{Now, Withheld},
+    stamps,
+    store::Store,
+    timed, timed_parts, with_store,
 };
 
 impl Cache {
     /// One round trip: the epoch, the list `counters` (key names), and `keys`. `None`
     /// when there is no cache or it failed (already counted and logged against `kind`);
     /// groups that are not usable now, or whose node failed, are `lost` in the answer.
+    /// Reads of a shared store need the trust lease (`lease`): without one this
+    /// answers `None` and the tally says so (the caller reads the database, and
+    /// `read_uncovered` only if that fails); keys the lease withholds come back `lost`
+    /// (the database, and nothing else, answers for them).
     pub async fn read(
+        &self,
+        kind: Kind,
+        keys: &[String],
+        counters: &[String],
+        tally: &RequestTally,
+    ) -> Option<Snapshot> {
+        let grant = match &self.store {
+            Backend::Redis(_) => match self.lease.now() {
+                Now::Held(grant) => Some(grant),
+                Now::Expired => {
+                    tally.lacked_lease();
+                    return None;
+                }
+                Now::Foreign => return None,
+            },
+            _ => None,
+        };
+        let mut snapshot = self.read_now(kind, keys, counters, tally).await?;
+        if let Some(grant) = grant.filter(|g| g.withheld != Withheld::Nothing) {
+            let names = counters.iter().chain(keys);
+            for (i, key) in names.enumerate() {
+                if !grant.allows(key) && !snapshot.lost.contains(&i) {
+                    snapshot.lost.push(i);
+                }
+            }
+            // Not `lacked_lease`: these keys may well be stale in the cache, so no
+            // fallback may serve them (only a request without any lease may).
+        }
+        Some(snapshot)
+    }
+
+    /// The read a request without a lease may still make once the database failed it:
+    /// as `read`, but ignoring the lease (never on an instance of another layout). What
+    /// it serves is not covered by the promise; the tally says so.
+    pub async fn read_uncovered(
+        &self,
+        kind: Kind,
+        keys: &[String],
+        counters: &[String],
+        tally: &RequestTally,
+    ) -> Option<Snapshot> {
+        if !self.lease.speaks_layout() {
+            return None;
+        }
+        let snapshot = self.read_now(kind, keys, counters, tally).await?;
+        tally.uncovered();
+        crate::metrics::uncovered_read();
+        Some(snapshot)
+    }
+
+    /// One read round trip, as far as degraded mode and the history check allow.
+    async fn read_now(
         &self,
         kind: Kind,
         keys: &[String],

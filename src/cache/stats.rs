@@ -1,7 +1,7 @@
 //! Cache counters: process-wide totals per entity kind (for `cacheStats`), and the
 //! per-request tally behind `extensions.cache` and the `x-cache` header. Plain atomics
 //! with relaxed ordering: these are counters, nobody synchronises on them.
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 /// What a cache entry describes; also the label of every counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -175,7 +175,15 @@ pub struct RequestTally {
     /// may claim (0: no limit, for reads of the server's own).
     sql_claimed: AtomicU64,
     sql_limit: AtomicU64,
+    /// What the trust lease did to this request (`WITHHELD`, `UNCOVERED`).
+    lease: AtomicU8,
 }
+
+/// Some read of this request found no trust lease.
+const WITHHELD: u8 = 1;
+/// Some answer came from the cache without a lease, after the database failed it: not
+/// covered by the promise.
+const UNCOVERED: u8 = 2;
 
 impl RequestTally {
     pub fn hit(&self, kind: Kind, n: u64) {
@@ -216,6 +224,28 @@ impl RequestTally {
             return false;
         }
         true
+    }
+
+    /// A read of this request found no trust lease: if the database then fails it,
+    /// `Cache::read_uncovered` may answer.
+    pub fn lacked_lease(&self) {
+        self.lease.fetch_or(WITHHELD, Relaxed);
+    }
+
+    pub fn lacked_a_lease(&self) -> bool {
+        self.lease.load(Relaxed) & WITHHELD != 0
+    }
+
+    /// Part of the answer came from the cache without the lease's cover.
+    pub fn uncovered(&self) {
+        self.lease.fetch_or(UNCOVERED, Relaxed);
+        self.stamps.unusable();
+    }
+
+    /// Whether part of the answer is not covered by the promise (`extensions.cache`
+    /// says `covered: false`).
+    pub fn is_uncovered(&self) -> bool {
+        self.lease.load(Relaxed) & UNCOVERED != 0
     }
 
     pub fn hits(&self, kind: Kind) -> u64 {
@@ -261,13 +291,22 @@ impl RequestTally {
     pub fn json(&self) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(200);
+        if self.is_uncovered() {
+            // Sorted first; present only when true, so every covered answer reads as
+            // before.
+            out.push_str("{\"covered\":false,\"");
+        }
         // Keys in sorted order, as a serde_json map would print them.
         const SORTED: [Kind; 4] = [Kind::Category, Kind::List, Kind::Product, Kind::Response];
         for (i, (name, counts)) in [("hits", &self.hits), ("misses", &self.misses)]
             .into_iter()
             .enumerate()
         {
-            out.push_str(if i == 0 { "{\"" } else { ",\"" });
+            out.push_str(match (i, self.is_uncovered()) {
+                (0, false) => "{\"",
+                (0, true) => "",
+                _ => ",\"",
+            });
             out.push_str(name);
             out.push_str("\":{");
             for (j, k) in SORTED.iter().enumerate() {
@@ -311,6 +350,10 @@ mod tests {
             })
         );
         assert_eq!(t.to_json(), v);
+        t.uncovered();
+        let v: serde_json::Value = serde_json::from_str(&t.json()).expect("valid JSON");
+        assert_eq!(v["covered"], false);
+        assert_eq!(v["roundTrips"], 1);
     }
 
     #[test]

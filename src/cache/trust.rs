@@ -242,24 +242,28 @@ impl Cache {
     }
 
     /// Whether reads use the cache now: a store is configured, connected, every group's
-    /// history checked since its node last connected, and no group in degraded mode.
+    /// history checked since its node last connected, no group in degraded mode, and
+    /// (for a shared store) the trust lease held.
     pub fn is_trusted(&self) -> bool {
         self.untrusted_reason().is_none()
     }
 
     /// Why reads go around the cache now (for some or all groups), if they do.
-    pub fn untrusted_reason(&self) -> Option<&'static str> {
-        if !self.is_enabled() {
-            Some("no cache is configured")
+    pub fn untrusted_reason(&self) -> Option<String> {
+        let reason = if !self.is_enabled() {
+            "no cache is configured"
         } else if !self.is_connected() {
-            Some("not connected")
+            "not connected"
         } else if self.is_degraded() {
-            Some("replaying invalidations after a cache error")
+            "replaying invalidations after a cache error"
         } else if !self.history_checked() {
-            Some("checking the cache's history against Postgres (after a connect)")
+            "checking the cache's history against Postgres (after a connect)"
+        } else if matches!(self.store, Backend::Redis(_)) {
+            return self.lease.reason();
         } else {
-            None
-        }
+            return None;
+        };
+        Some(reason.to_string())
     }
 
     /// Whether reads of some group bypass the cache until the outbox is replayed.

@@ -68,6 +68,9 @@ impl Cache {
 
     /// Makes every entry of this app unreachable at once (O(1)); tombstones stay in force.
     pub async fn clear(&self) -> Result<Option<u64>, CacheError> {
+        if !self.lease.speaks_layout() {
+            return Err(CacheError::Unavailable);
+        }
         with_store!(self, s => timed("clear", s.bump_epoch()).await.map(Some), Ok(None))
     }
 }

@@ -139,7 +139,8 @@ impl Catalog {
                 // A reconnect needs a check at once, unless the last one could not decide
                 // (then it waits RETRY, so an outage is not polled every POLL).
                 let due = now >= next || (decided && !cache.history_checked());
-                if due && cache.any_connected() {
+                // An instance of another layout leaves the cache alone (`lease`).
+                if due && cache.any_connected() && cache.lease.speaks_layout() {
                     let verdict = catalog.check_history().await;
                     decided = verdict != Verdict::Unknown;
                     next = Instant::now() + if decided { EVERY } else { RETRY };

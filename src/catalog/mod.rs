@@ -16,6 +16,8 @@
 //!   batches.
 //! - `events`: product changes published after delivery, relayed to subscribers.
 //! - `history`: detecting a Redis that came back with older data (checked in Postgres).
+//! - `lease`: renewing the trust lease through Postgres; a writer that gave up waits for
+//!   every lease that may not know of it; the cache layout record.
 //! - `flight`: per-instance single-flight for cache misses (items and pages).
 //! - `batch`: concurrent item reads of different ids merged into one statement.
 //! - `validate`: input rules.
@@ -30,6 +32,7 @@ pub(crate) mod events;
 mod flight;
 mod history;
 pub mod hooks;
+mod lease;
 mod lists;
 pub mod model;
 mod outbox;
@@ -110,6 +113,9 @@ struct Inner {
     relay: events::Relay,
     /// Persisted query documents (APQ), in the cache's store (`state`).
     documents: crate::cache::documents::Documents,
+    /// The trust lease's own database connection (`lease`), once given; the pool
+    /// otherwise.
+    lease_db: std::sync::OnceLock<DatabaseConnection>,
 }
 
 impl Catalog {
@@ -154,14 +160,26 @@ impl Catalog {
                 reads,
                 relay: Default::default(),
                 documents: crate::cache::documents::Documents::new(documents),
+                lease_db: Default::default(),
             }),
         }
     }
 
+    /// Gives the trust lease a database connection of its own (`db::connect_one`), so
+    /// reads that fill the pool cannot starve its renewals. Before
+    /// `start_background_work`; without it the lease renews through the pool.
+    pub fn use_lease_connection(&self, db: DatabaseConnection) {
+        let _ = self.inner.lease_db.set(db);
+    }
+
+    fn lease_db(&self) -> &DatabaseConnection {
+        self.inner.lease_db.get().unwrap_or(&self.inner.db)
+    }
+
     /// Starts what runs for the life of the app: the relay of product changes, and
-    /// with a shared cache the outbox replayer and the history checker; then waits
-    /// (briefly) until the shared cache's feed is up and its history checked, so the
-    /// first requests find it trusted.
+    /// with a shared cache the trust lease's renewals, the outbox replayer and the
+    /// history checker; then waits (briefly) until the shared cache's feed is up, its
+    /// history checked and the lease held, so the first requests find it trusted.
     pub async fn start_background_work(&self) {
         self.spawn_change_relay();
         if self.cache().backend() == "redis" {
@@ -172,6 +190,7 @@ impl Catalog {
             if let Some(tx) = delivered::spawn_marker(self.db().clone()) {
                 let _ = self.inner.marks.set(tx);
             }
+            self.spawn_lease_renewer();
             self.spawn_outbox_replayer();
             self.spawn_history_checker();
             // Reads use Redis only once its history is checked: wait for that too.

@@ -10,7 +10,9 @@
 //! which covers an instance that died). Replays are harmless: tombstones only ever raise
 //! versions, and a counter bump only retires list pages. An instance that saw any
 //! cache error reads around the cache until it has replayed the outbox and Redis answers
-//! again, so it cannot serve an entry whose tombstone was lost while Redis was away.
+//! again, so it cannot serve an entry whose tombstone was lost while Redis was away. A
+//! writer that gave up waits for the trust leases (`lease`) before it answers, so no
+//! other instance serves what it changed either.
 use std::{
     sync::atomic::Ordering::SeqCst,
     time::{Duration, Instant},
@@ -128,10 +130,18 @@ impl Catalog {
             }
             w
         };
+        let committed = Instant::now();
+        // An instance of another cache layout never writes the cache: it gives up at
+        // once, and the replayers of the layout in use deliver the row.
+        if let Some(id) = outbox
+            && !self.cache().lease.speaks_layout()
+        {
+            return self.give_up(id, committed).await;
+        }
         // The mutation waits up to DELIVERY_PATIENCE for Redis: other instances cannot
         // know of a write until its tombstone lands, so returning early would let them
         // serve the old value after the mutation returned.
-        let deadline = Instant::now() + DELIVERY_PATIENCE;
+        let deadline = committed + DELIVERY_PATIENCE;
         loop {
             let written = std::slice::from_ref(&w);
             let counters = counter_names(written);
@@ -142,6 +152,14 @@ impl Catalog {
             {
                 Ok(history) => {
                     if let Some(id) = outbox {
+                        // Delivered under this instance's layout: enough only while that
+                        // layout is the one in use, which a lease held now vouches for
+                        // (see `lease`). Otherwise the row stays undelivered, for the
+                        // replayers of the layout in use, and the writer gives up.
+                        if !self.cache().lease.held() {
+                            self.give_up(id, committed).await;
+                            return;
+                        }
                         self.mark_delivered(id, history).await;
                     }
                     // Delivered: subscribers that react by reading see the new value.
@@ -159,6 +177,12 @@ impl Catalog {
                         self.cache().undelivered(self.groups_of(&w));
                     }
                     self.inner.outbox_wake.notify_one();
+                    // Other instances may still trust what this write changed: answer
+                    // only once no lease that does not list the row is left (short of
+                    // replicas counts as undelivered: a failover could lose it).
+                    if let Some(id) = outbox {
+                        self.give_up(id, committed).await;
+                    }
                     return;
                 }
             }
@@ -203,16 +227,19 @@ impl Catalog {
                 let cache = catalog.cache();
                 let failed = inner.outbox_failed_seq.load(SeqCst);
                 let urgent = failed > inner.outbox_replayed_seq.load(SeqCst) || cache.is_degraded();
+                // About a second, at random: instances started together do not replay
+                // in step (nor in step with anything else that keeps a rhythm).
                 let wait = if urgent {
                     Duration::from_millis(50)
                 } else {
-                    Duration::from_secs(1)
+                    Duration::from_millis(rand::random_range(750..=1250))
                 };
                 tokio::select! {
                     _ = inner.outbox_wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
-                if !cache.any_connected() {
+                // Not connected, or another layout's instances own the cache now.
+                if !cache.any_connected() || !cache.lease.speaks_layout() {
                     continue;
                 }
                 // Counters read before the replay: failures after them are not covered.
@@ -266,6 +293,9 @@ impl Catalog {
     /// could not be read).
     async fn replay_older_than(&self, min_age: Duration) -> Result<bool, u64> {
         let all = self.cache().all_groups();
+        if !self.cache().lease.speaks_layout() {
+            return Err(all);
+        }
         // The age on the clock that stamped the row (see `record_invalidation`).
         let old_enough = if self.db().get_database_backend() == DbBackend::Postgres {
             Expr::cust(format!(

@@ -6,7 +6,8 @@
 //! tagged with the counter values it read *before* its SQL ran. A write bumps the
 //! counters after its commit and before it returns, so a stored page is never older
 //! than its tag, and a page built before a write's commit can never match the values
-//! that write left.
+//! that write left. Reads the trust lease kept from the cache go to the database; if it
+//! fails them, the cache may still answer, marked as not covered (`uncovered_lists`).
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -241,8 +242,23 @@ impl Catalog {
                                 .boxed()
                         })
                 })
-                .await
-                .map_err(|f| f.into_error("a list", tally))?;
+                .await;
+            let built = match built {
+                Ok(built) => built,
+                Err(f) => {
+                    let e = f.into_error("a list", tally);
+                    // The lease sent these reads to the database, and it failed them.
+                    if tally.lacked_a_lease()
+                        && matches!(e, AppError::Unavailable | AppError::Overloaded)
+                        && let Some(pages) = self
+                            .uncovered_lists::<P>(&keys, &counter_keys, &deps, tally)
+                            .await
+                    {
+                        return Ok(pages);
+                    }
+                    return Err(e);
+                }
+            };
             for (i, slot) in out.iter_mut().enumerate() {
                 if slot.is_none() {
                     let b = built
@@ -254,6 +270,43 @@ impl Catalog {
             }
         }
         Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Every asked page as the cache holds it, read without the trust lease after the
+    /// database failed the read it sent there: each a hit (tagged with its counters'
+    /// current values, under the current epoch), or `None`. Not covered by the promise;
+    /// the tally says so.
+    async fn uncovered_lists<P: CachedList>(
+        &self,
+        keys: &[String],
+        counter_keys: &[String],
+        deps: &[Vec<usize>],
+        tally: &RequestTally,
+    ) -> Option<Vec<P>> {
+        let cache = self.cache();
+        let s = cache
+            .read_uncovered(Kind::List, keys, counter_keys, tally)
+            .await?;
+        let mut pages = Vec::with_capacity(keys.len());
+        for (i, deps) in deps.iter().enumerate() {
+            if s.value_lost(i) || deps.iter().any(|&j| s.counter_lost(j)) {
+                return None;
+            }
+            let tags: Vec<u64> = deps.iter().map(|&j| s.counters[j]).collect::<Option<_>>()?;
+            match s.values[i].as_deref().and_then(Entry::parse)? {
+                Entry::List {
+                    tags: t,
+                    epoch,
+                    data,
+                } if epoch == s.epoch && t == entry::tags(&tags) => {
+                    pages.push(serde_json::from_str::<P>(data).ok()?)
+                }
+                _ => return None,
+            }
+        }
+        cache.stats.add(Kind::List, Event::Hit, pages.len() as u64);
+        tally.hit(Kind::List, pages.len() as u64);
+        Some(pages)
     }
 
     /// A list flight's work: each led page from SQL (a few at once, each statement within

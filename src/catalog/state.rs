@@ -23,7 +23,17 @@ pub struct CacheStatus {
     /// Whether the backend can be reached now (every key group's node).
     pub connected: bool,
     /// Why reads go around the cache now, if they do (`None`: they use it).
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
+    /// A shared cache's trust lease (`None` for the other backends).
+    pub lease: Option<LeaseStatus>,
+}
+
+/// The trust lease as `/ready` and `/metrics` show it.
+#[derive(Clone, Debug)]
+pub struct LeaseStatus {
+    pub held: bool,
+    /// Keys the current grant withholds (`u64::MAX`: all).
+    pub withheld: u64,
 }
 
 impl Catalog {
@@ -33,6 +43,10 @@ impl Catalog {
             backend: cache.backend(),
             connected: cache.is_connected(),
             reason: cache.untrusted_reason(),
+            lease: (cache.backend() == "redis").then(|| LeaseStatus {
+                held: cache.lease.held(),
+                withheld: cache.lease.withheld_count(),
+            }),
         }
     }
 

@@ -13,6 +13,11 @@ use std::{net::SocketAddr, time::Duration};
 pub use cidr::{Cidr, canonical};
 pub use redact::redact_url;
 
+/// The cache layout this build speaks: the key names, entry formats and invalidation
+/// rules of every instance sharing a Redis must be one layout, recorded in Postgres
+/// (`catalog::lease`). Layout 2 is every release since list counters per (scope, field).
+pub const CACHE_LAYOUT: i32 = 2;
+
 /// Which cache sits in front of the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheBackendKind {
@@ -87,6 +92,13 @@ pub struct Config {
     /// Hash-tag groups the keys spread over on a Redis Cluster (`cache::keys`); part of
     /// the key layout, so every instance on one cluster must use the same value.
     pub cache_groups: usize,
+    /// How long a trust lease lasts (`CACHE_LEASE_MS`): an instance answers from a
+    /// shared cache only while it holds one, renewed every half of this through
+    /// Postgres; a mutation whose invalidation Redis did not take waits this long (and a
+    /// little) before it answers.
+    pub cache_lease: Duration,
+    /// The cache layout this instance speaks (`CACHE_LAYOUT`; tests may name another).
+    pub cache_layout: i32,
     /// Insert the demo catalog on first start with an empty database.
     pub seed_demo: bool,
     /// Bearer token every mutation needs; generated at start when unset.

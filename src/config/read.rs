@@ -46,6 +46,16 @@ impl Config {
             cache_wait_replicas: parse(&get, "CACHE_WAIT_REPLICAS", 0u32)?,
             cache_wait_timeout: Duration::from_millis(parse(&get, "CACHE_WAIT_TIMEOUT_MS", 100)?),
             cache_groups: parse(&get, "CACHE_GROUPS", 16usize)?.clamp(1, super::MAX_CACHE_GROUPS),
+            cache_lease: match parse(&get, "CACHE_LEASE_MS", 1_000u64)? {
+                ms @ 200..=10_000 => Duration::from_millis(ms),
+                ms => {
+                    return Err(ConfigError {
+                        name: "CACHE_LEASE_MS",
+                        reason: format!("{ms} is outside 200..=10000"),
+                    });
+                }
+            },
+            cache_layout: cache_layout(&get)?,
             seed_demo: parse(&get, "SEED_DEMO", true)?,
             admin_token: get("ADMIN_TOKEN"),
             log_json: match get("LOG_FORMAT").as_deref() {
@@ -154,6 +164,24 @@ impl Config {
             cache_backend,
         })
     }
+}
+
+/// The cache layout this instance speaks: this build's, or in the test suite the one a
+/// test names (`LARDER_TEST_CACHE_LAYOUT`), to run an instance "of another version".
+#[cfg(feature = "test-hooks")]
+fn cache_layout(get: &impl Fn(&str) -> Option<String>) -> Result<i32, ConfigError> {
+    match get("LARDER_TEST_CACHE_LAYOUT") {
+        None => Ok(super::CACHE_LAYOUT),
+        Some(v) => v.parse().map_err(|_| ConfigError {
+            name: "LARDER_TEST_CACHE_LAYOUT",
+            reason: format!("expected a number, got {v:?}"),
+        }),
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn cache_layout(_: &impl Fn(&str) -> Option<String>) -> Result<i32, ConfigError> {
+    Ok(super::CACHE_LAYOUT)
 }
 
 /// `auto` (default): Redis when `REDIS_URL` is set; the in-process cache on the embedded

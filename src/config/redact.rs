@@ -24,6 +24,8 @@ impl fmt::Debug for Config {
             .field("cache_wait_replicas", &self.cache_wait_replicas)
             .field("cache_wait_timeout", &self.cache_wait_timeout)
             .field("cache_groups", &self.cache_groups)
+            .field("cache_lease", &self.cache_lease)
+            .field("cache_layout", &self.cache_layout)
             .field("seed_demo", &self.seed_demo)
             .field(
                 "admin_token",

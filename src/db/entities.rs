@@ -73,6 +73,9 @@ pub mod cache_outbox {
         /// The listed fields before and after a single-statement write (`db::writes`),
         /// from which its list counters follow; NULL when `list_counters` says them.
         pub change: Option<String>,
+        /// Its writer stopped waiting for Redis to take it (`catalog::lease`): until it
+        /// is delivered, no instance's trust lease covers what it names.
+        pub gave_up: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

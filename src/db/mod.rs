@@ -1,10 +1,12 @@
 //! Postgres and SQLite through sea-orm: connecting (with migrations), the entities, the
-//! arguments of a product list (`lists`), the read queries (`queries`) and the
+//! arguments of a product list (`lists`), the read queries (`queries`), the
 //! single-statement mutations of Postgres (`writes`; the transactional writes, which
-//! SQLite and the rare paths use, live with their use-case, `catalog::write`).
+//! SQLite and the rare paths use, live with their use-case, `catalog::write_txn`), and
+//! the trust lease's statements (`lease`).
 //! Everything here takes `&impl ConnectionTrait`, so the same query runs on a pool or
 //! inside a transaction. No cache logic lives here.
 pub(crate) mod entities;
+pub(crate) mod lease;
 pub(crate) mod lists;
 pub(crate) mod queries;
 pub(crate) mod writes;
@@ -51,4 +53,19 @@ pub async fn connect(
     }
     Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// One connection of its own, for the trust lease's renewals (`catalog::lease`): a
+/// cache outage that sends every read to the pool must not starve them. Connects in the
+/// background (the first renewal waits for it); the schema is `connect`'s business.
+pub async fn connect_one(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(1)
+        .min_connections(0)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+        .connect_lazy(true)
+        .sqlx_logging(false);
+    Database::connect(opts).await
 }

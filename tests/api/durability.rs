@@ -325,7 +325,13 @@ async fn a_fresh_start_on_redis_uses_the_cache_from_the_first_request() {
     let ready: Value = app.get_json("/ready").await;
     assert_eq!(
         ready["cache"],
-        json!({ "backend": "redis", "connected": true, "trusted": true, "reason": null })
+        json!({
+            "backend": "redis",
+            "connected": true,
+            "trusted": true,
+            "reason": null,
+            "lease": { "held": true, "withheldKeys": 0 },
+        })
     );
     assert_eq!(
         app.pending_outbox_rows().await,
@@ -427,4 +433,104 @@ async fn concurrent_writes_never_make_a_healthy_redis_look_rolled_back() {
     // Nor did a history check take it for one (its epoch would have jumped).
     assert_eq!(epoch().await, epoch_before, "a healthy Redis was retired");
     assert!(app.catalog.cache().is_trusted());
+}
+
+/// The invariant that makes a late invalidation harmless: a mark that Redis runs after
+/// a pause, once its writer gave up and a newer write's mark already landed, changes
+/// nothing it should not. Every write-side command only raises: a tombstone replaces
+/// only an older version (a deletion is final), a list counter and the history counter
+/// only go up, an epoch copy only rises, and a fill never goes below a tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_side_command_only_raises_so_a_late_one_changes_nothing() {
+    use larder::cache::{Cache, Kind, Mark};
+    if redis_backend("every_write_side_command_only_raises").is_none() {
+        return;
+    }
+    let redis = OwnRedis::start(OwnRedis::free_port()).await;
+    let ttls = larder::config::CacheTtls {
+        product: Duration::from_secs(60),
+        category: Duration::from_secs(60),
+        list: Duration::from_secs(60),
+        absent: Duration::from_secs(60),
+        jitter_percent: 0,
+    };
+    let cache = Cache::new(
+        larder::config::CacheBackendKind::Redis,
+        Some(&redis.url()),
+        "late:",
+        ttls,
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+        None,
+        1,
+    )
+    .unwrap();
+    cache.wait_connected(Duration::from_secs(2)).await;
+    let port = redis.port;
+    let get = |key: &str| redis_cli(port, &["GET", key]);
+    let key = cache.keys.item(Kind::Product, 7);
+    let mark = |version: i64, gone: bool| {
+        vec![(
+            Kind::Product,
+            Mark {
+                key: key.clone(),
+                version,
+                gone,
+                ttl: Duration::from_secs(60),
+            },
+        )]
+    };
+    let counter = cache.keys.counter(0, "c1:price");
+    let history = cache.keys.history(0);
+    let number = |key: &str| get(key).parse::<u64>().unwrap();
+    let price = ["c1:price".to_string()];
+
+    // Version 5's invalidation lands; then version 3's, sent before a pause, runs late.
+    cache.invalidate(mark(5, false), &price).await.unwrap();
+    let (c5, h5) = (number(&counter), number(&history));
+    cache.invalidate(mark(3, false), &price).await.unwrap();
+    assert_eq!(
+        get(&key),
+        "P|5",
+        "a late tombstone never lowers the version"
+    );
+    assert!(
+        number(&counter) > c5 && number(&history) > h5,
+        "counters only go up"
+    );
+
+    // A reader's fill of version 4 (read before the write) is refused by the tombstone;
+    // one of version 5 is taken (so the refusal is the rule's, not a dropped fill).
+    cache.history_passed(&cache.sessions(), &[Some(number(&history))], None);
+    let fill = |version: i64| larder::cache::Fill {
+        key: key.clone(),
+        version,
+        payload: format!("V|{version}|0|{{}}"),
+        ttl: Duration::from_secs(60),
+    };
+    let tally = larder::cache::RequestTally::default();
+    cache.fill(Kind::Product, vec![fill(4)], &tally).await;
+    assert_eq!(get(&key), "P|5", "an older fill never replaces a tombstone");
+    cache.fill(Kind::Product, vec![fill(5)], &tally).await;
+    assert_eq!(get(&key), "V|5|0|{}");
+    cache.invalidate(mark(4, false), &[]).await.unwrap();
+    assert_eq!(
+        get(&key),
+        "V|5|0|{}",
+        "nor does a late tombstone replace a newer row"
+    );
+
+    // A deletion is final: no late tombstone of any version brings the row back.
+    cache.invalidate(mark(6, true), &[]).await.unwrap();
+    cache.invalidate(mark(9, false), &[]).await.unwrap();
+    assert_eq!(get(&key), "G|6");
+
+    // The epoch only rises: a clear raises every copy, a late raise to a lower target
+    // (the epoch jump after lost history) lowers nothing, and neither does its floor
+    // for the history counter.
+    let epoch = cache.clear().await.unwrap().unwrap();
+    let h = number(&history);
+    cache.jump_epoch(&[0]).await.unwrap();
+    assert!(number(&cache.keys.epoch(0)) > epoch);
+    assert!(number(&history) >= h);
 }

@@ -53,6 +53,8 @@ pub(super) struct Log {
     pub(super) members: Mutex<Vec<Members>>,
     pub(super) failed_reads: AtomicU64,
     pub(super) failed_writes: AtomicU64,
+    /// Reads answered from the cache outside the promise (`covered: false`).
+    pub(super) uncovered_reads: AtomicU64,
     /// Slowest read, in microseconds.
     pub(super) slowest_read_us: AtomicU64,
 }
@@ -70,13 +72,14 @@ pub struct Report {
     pub(super) worst_staleness_ms: f64,
     pub(super) failed_reads: u64,
     pub(super) failed_writes: u64,
+    pub(super) uncovered_reads: u64,
     pub(super) slowest_read_ms: f64,
 }
 
 impl Report {
     fn line(&self, scenario: &str) -> String {
         format!(
-            "consistency {scenario}: {} reads ({} list reads), {} writes, {} stale reads, {} of {} filtered-list reads with wrong members, worst staleness {:.1} ms, {} failed reads, {} failed writes, slowest read {:.1} ms\n",
+            "consistency {scenario}: {} reads ({} list reads), {} writes, {} stale reads, {} of {} filtered-list reads with wrong members, worst staleness {:.1} ms, {} failed reads, {} failed writes, {} uncovered reads, slowest read {:.1} ms\n",
             self.reads,
             self.list_reads,
             self.writes,
@@ -86,6 +89,7 @@ impl Report {
             self.worst_staleness_ms,
             self.failed_reads,
             self.failed_writes,
+            self.uncovered_reads,
             self.slowest_read_ms
         )
     }
@@ -111,9 +115,15 @@ pub(super) fn check(reads: &[Op], writes: &[Op]) -> (usize, f64) {
             let Some(list) = by_id.get(&id) else { continue };
             let before = list.partition_point(|(end, _)| *end < r.start);
             // The earliest-ending earlier write that the read should have seen.
-            if let Some((end, _)) = list[..before].iter().find(|(_, v)| *v > seen) {
+            if let Some((end, v)) = list[..before].iter().find(|(_, v)| *v > seen) {
                 read_is_stale = true;
                 worst = worst.max(r.start - *end);
+                if std::env::var("LARDER_CHECKER_DEBUG").is_ok() {
+                    eprintln!(
+                        "stale: product {id} read v{seen} at {:?}..{:?}; v{v} acknowledged at {:?}",
+                        r.start, r.end, end
+                    );
+                }
             }
         }
         stale += usize::from(read_is_stale);
@@ -171,6 +181,10 @@ pub(super) struct Plan {
     pub(super) writers: usize,
     pub(super) hot: usize,
     pub(super) max_time: Duration,
+    /// The one instance every write goes through (`None`: spread over all).
+    pub(super) write_via: Option<usize>,
+    /// An instance no read goes through (`None`: reads spread over all).
+    pub(super) read_around: Option<usize>,
 }
 
 pub(super) fn plan() -> Plan {
@@ -182,6 +196,8 @@ pub(super) fn plan() -> Plan {
             writers: 4,
             hot: 20,
             max_time: Duration::from_secs(600),
+            write_via: None,
+            read_around: None,
         }
     } else {
         Plan {
@@ -191,6 +207,8 @@ pub(super) fn plan() -> Plan {
             writers: 3,
             hot: 20,
             max_time: Duration::from_secs(60),
+            write_via: None,
+            read_around: None,
         }
     }
 }
@@ -251,6 +269,9 @@ pub(super) async fn post(app: &TestApp, admin: bool, body: &Value) -> Option<Val
         req = req.bearer_auth(TOKEN);
     }
     let v: Value = req.send().await.ok()?.json().await.ok()?;
+    if !v["errors"].is_null() && std::env::var("LARDER_CHECKER_DEBUG").is_ok() {
+        eprintln!("failed: {}", v["errors"]);
+    }
     v["errors"].is_null().then_some(v)
 }
 
@@ -276,13 +297,15 @@ where
             stop.clone(),
             writes_left.clone(),
         );
+        let via = plan.write_via;
         tasks.push(tokio::spawn(async move {
             let mut n = w;
             // The first writer moves prices across the filtered list's boundary (5.00).
             let moves_prices = w == 0;
             while !stop.load(Relaxed) && take(&left) {
                 n += 7;
-                let (app, id) = (&apps[n % apps.len()], ids[(n * 13) % ids.len()]);
+                let app = &apps[via.unwrap_or(n % apps.len())];
+                let id = ids[(n * 13) % ids.len()];
                 let inside = (n / 7) % 2 == 1;
                 let input = if moves_prices {
                     format!(r#"price: "{}""#, if inside { "9.00" } else { "1.00" })
@@ -316,11 +339,16 @@ where
             reads_left.clone(),
             category.clone(),
         );
+        let around = plan.read_around;
         tasks.push(tokio::spawn(async move {
             let mut n = r * 31;
             while !stop.load(Relaxed) && take(&left) {
                 n += 1;
-                let app = &apps[n % apps.len()];
+                let mut i = n % apps.len();
+                if around == Some(i) {
+                    i = (i + 1) % apps.len();
+                }
+                let app = &apps[i];
                 let list = n % 5 <= 1;
                 let filtered = n % 5 == 1;
                 let body = if filtered {
@@ -338,6 +366,9 @@ where
                     log.failed_reads.fetch_add(1, Relaxed);
                     continue;
                 };
+                if v["extensions"]["cache"]["covered"] == false {
+                    log.uncovered_reads.fetch_add(1, Relaxed);
+                }
                 let nodes = if list { v["data"]["products"]["nodes"].clone() } else { json!([v["data"]["product"]]) };
                 let seen: Vec<(i64, i64)> = nodes
                     .as_array()
@@ -386,6 +417,7 @@ where
         worst_staleness_ms: worst,
         failed_reads: log.failed_reads.load(Relaxed),
         failed_writes: log.failed_writes.load(Relaxed),
+        uncovered_reads: log.uncovered_reads.load(Relaxed),
         slowest_read_ms: log.slowest_read_us.load(Relaxed) as f64 / 1000.0,
     }
 }

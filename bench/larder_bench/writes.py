@@ -5,7 +5,7 @@ of its own (stopping it makes Postgres report its WAL statistics at once):
   per-mutation accounting (no group commit can share a flush between two mutations);
 - updates: `updateProduct(stockQuantity)` of random products, closed loop, 32 connections;
 - creates: `createProduct` in random existing categories, closed loop, 32 connections;
-- mix 90/10: `product(id)` reads and `updateProduct` writes of random products, 9 reads
+- mix 90:10: `product(id)` reads and `updateProduct` writes of random products, 9 reads
   to every write by count (one shuffled body file, 32 connections, closed loop), so
   faster writes raise the throughput instead of taking the readers' share.
 
@@ -32,7 +32,7 @@ from .tools import log, psql
 CREATE = ('mutation {{ createProduct(input: {{ name: "{name}", price: "{price}", '
           'category: "{category}", stockQuantity: {stock} }}) {{ id version }} }}')
 LONE_WRITES = 300
-SCENARIOS = ("lone update", "updates", "creates", "mix 90/10")
+SCENARIOS = ("lone update", "updates", "creates", "mix 90:10")
 MIX_BODIES = 20_000
 
 

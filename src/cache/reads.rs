@@ -4,10 +4,7 @@
 //! lease sent there), seeding missing list counters, re-checking an earlier answer's stamps
 //! (`validate`), conditional fills and list pages (new keys within the fill budget).
 use super::{
-    Backend, Cache, Event, Fill, Kind, RequestTally, Snapshot,
-    lease::{Now, Withheld},
-    stamps,
-    store::Store,
+    Backend, Cache, Event, Fill, Kind, RequestTally, Snapshot, lease::Now, stamps, store::Store,
     timed, timed_parts, with_store,
 };
 
@@ -28,6 +25,7 @@ impl Cache {
     ) -> Option<Snapshot> {
         let grant = match &self.store {
             Backend::Redis(_) => match self.lease.now() {
+                Now::Clear => None,
                 Now::Held(grant) => Some(grant),
                 Now::Expired => {
                     tally.lacked_lease();
@@ -38,7 +36,7 @@ impl Cache {
             _ => None,
         };
         let mut snapshot = self.read_now(kind, keys, counters, tally).await?;
-        if let Some(grant) = grant.filter(|g| g.withheld != Withheld::Nothing) {
+        if let Some(grant) = grant {
             let names = counters.iter().chain(keys);
             for (i, key) in names.enumerate() {
                 if !grant.allows(key) && !snapshot.lost.contains(&i) {
